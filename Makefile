@@ -1,0 +1,31 @@
+# One entry point for setup, the main job and the tests (see README).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test bench lint clean
+
+$(BIN)/collatz-hpo: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# Exact torch pin first: it resolves to the local CPU build instead of a CUDA download.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/collatz-hpo
+
+run: setup
+	$(BIN)/collatz-hpo train --seconds 60
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_core.py
+
+lint: setup
+	$(BIN)/ruff check core search tests benchmarks
+
+clean:
+	rm -rf $(VENV) mlruns/*.db checkpoints

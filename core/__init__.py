@@ -1,0 +1,46 @@
+"""collatz-hpo core: the Collatz ML library (pure torch + numpy; no optuna, no mlflow)."""
+
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.collatz import LongSteps, long_step, long_steps, loop_lengths
+from core.data import BatchIterator, CollatzDataset, count_odd, make_splits, sample_odd
+from core.encoding import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError
+from core.metrics import (
+    classify_error,
+    compute_accuracy,
+    compute_collatz_metrics,
+    compute_exact_match,
+    exact_match_mask,
+)
+from core.model import CollatzTransformer, ModelConfig
+from core.trainer import Callback, StopTraining, Trainer
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "PAD",
+    "BatchIterator",
+    "Callback",
+    "CheckpointError",
+    "CollatzDataset",
+    "CollatzTransformer",
+    "DecodeError",
+    "LongSteps",
+    "ModelConfig",
+    "MultiBaseEncoder",
+    "SequenceTooLongError",
+    "StopTraining",
+    "Trainer",
+    "classify_error",
+    "compute_accuracy",
+    "compute_collatz_metrics",
+    "compute_exact_match",
+    "count_odd",
+    "exact_match_mask",
+    "load_checkpoint",
+    "long_step",
+    "long_steps",
+    "loop_lengths",
+    "make_splits",
+    "sample_odd",
+    "save_checkpoint",
+]

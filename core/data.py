@@ -1,0 +1,240 @@
+"""Collatz datasets: distinct odd inputs drawn from a range, splits disjoint by value.
+
+A range is never materialised: odd n = first_odd + 2·i, and distinct indices i are drawn
+directly, so ranges of 10^12 and beyond cost memory proportional to the sample only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from core.collatz import LongSteps, long_steps
+from core.encoding import MultiBaseEncoder
+
+__all__ = [
+    "BatchIterator",
+    "CollatzDataset",
+    "count_odd",
+    "make_splits",
+    "max_sequence_length",
+    "sample_odd",
+]
+
+# Index arithmetic in int64 stays exact below this bound.
+_MAX_RANGE = 2**62
+
+
+def _check_range(start_range: tuple[int, int]) -> tuple[int, int]:
+    try:
+        lo, hi = start_range
+    except (TypeError, ValueError):
+        raise TypeError(f"start_range must be a pair (lo, hi), got {start_range!r}") from None
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(f"start_range {name} must be an int, got {v!r}")
+    lo, hi = int(lo), int(hi)
+    if lo < 1 or hi <= lo:
+        raise ValueError(f"start_range must satisfy 1 <= lo < hi, got ({lo}, {hi})")
+    if hi > _MAX_RANGE:
+        raise ValueError(f"start_range hi must be at most 2^62, got {hi}")
+    return lo, hi
+
+
+def count_odd(start_range: tuple[int, int]) -> int:
+    """How many odd n satisfy lo <= n < hi."""
+    lo, hi = _check_range(start_range)
+    first = lo | 1
+    return max(0, (hi - first + 1) // 2)
+
+
+def sample_odd(start_range: tuple[int, int], num_samples: int, seed: int | None) -> np.ndarray:
+    """``num_samples`` distinct odd n with lo <= n < hi, in random order (uint64)."""
+    lo, hi = _check_range(start_range)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+        raise TypeError(f"num_samples must be an int, got {num_samples!r}")
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    available = count_odd((lo, hi))
+    if num_samples > available:
+        raise ValueError(
+            f"asked for {num_samples} distinct odd values but [{lo}, {hi}) holds only {available}"
+        )
+    rng = np.random.default_rng(seed)
+    if num_samples * 4 >= available:
+        # Dense: a permutation of the (small) range is cheapest.
+        idx = rng.permutation(available)[:num_samples]
+    else:
+        # Sparse: draw with replacement, keep distinct values, top up; expected <2 rounds.
+        idx = np.empty(0, dtype=np.int64)
+        while idx.size < num_samples:
+            need = num_samples - idx.size
+            draw = rng.integers(0, available, size=need + need // 8 + 16, dtype=np.int64)
+            merged = np.concatenate([idx, draw])
+            _, first_pos = np.unique(merged, return_index=True)
+            idx = merged[np.sort(first_pos)][:num_samples]  # keep draw order: unbiased, seeded
+    first = lo | 1
+    return (np.uint64(first) + np.uint64(2) * idx.astype(np.uint64)).astype(np.uint64)
+
+
+def max_sequence_length(start_range: tuple[int, int], base: int) -> int:
+    """Tokens (digits + EOS) that any input or κ of the range may need in ``base``.
+
+    κ(n) < 3^k · (n+1) / 2^k for n + 1 = 2^k·m, so the largest candidate over k bounds κ
+    for every n < hi; deriving the length from the range keeps all splits the same width.
+    """
+    lo, hi = _check_range(start_range)
+    bound = hi
+    for k in range(1, hi.bit_length() + 1):
+        bound = max(bound, 3**k * (hi >> k))
+    enc = MultiBaseEncoder(base)
+    return enc.sequence_length(bound)
+
+
+class CollatzDataset(Dataset):
+    """``num_samples`` distinct odd n in ``start_range`` with their long steps κ(n), pre-encoded.
+
+    ``dataset[i] -> (input_ids, target_ids)``: digits of n + EOS and digits of κ(n) + EOS,
+    both PAD-padded to ``max_length``. ``vocab_size`` is ``base + 3``.
+    """
+
+    def __init__(
+        self,
+        start_range: tuple[int, int] = (1, 10_000),
+        num_samples: int = 1_000,
+        base: int = 24,
+        max_length: int | None = None,
+        seed: int | None = 42,
+        *,
+        values: np.ndarray | Sequence[int] | None = None,
+    ) -> None:
+        self.start_range = _check_range(start_range)
+        self.base = int(base)
+        self.encoder = MultiBaseEncoder(self.base)
+        self.seed = seed
+        if values is None:
+            values = sample_odd(self.start_range, num_samples, seed)
+        self.values = np.asarray(values, dtype=np.uint64)
+        lo, hi = self.start_range
+        if self.values.size and (int(self.values.min()) < lo or int(self.values.max()) >= hi):
+            raise ValueError(f"values fall outside start_range [{lo}, {hi})")
+        derived = max_sequence_length(self.start_range, self.base)
+        self.max_length = derived if max_length is None else int(max_length)
+        steps: LongSteps = long_steps(self.values)
+        self.kappa, self.k, self.k_prime = steps.kappa, steps.k, steps.k_prime
+        self.input_ids = self.encoder.encode_batch(self.values, self.max_length)
+        self.target_ids = self.encoder.encode_batch(self.kappa, self.max_length)
+        # Sequence lengths let batches drop all-PAD columns.
+        self.input_lengths = (self.input_ids != 0).sum(1)
+        self.target_lengths = (self.target_ids != 0).sum(1)
+
+    @classmethod
+    def from_values(
+        cls,
+        values: np.ndarray | Sequence[int],
+        start_range: tuple[int, int],
+        base: int,
+        max_length: int | None = None,
+    ) -> CollatzDataset:
+        """A dataset over given odd values (e.g. one split of ``make_splits``)."""
+        return cls(start_range, 0, base, max_length, seed=None, values=values)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.encoder.vocab_size
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.input_ids[index].long(), self.target_ids[index].long()
+
+    def __repr__(self) -> str:
+        return (
+            f"CollatzDataset(start_range={self.start_range}, num_samples={len(self)}, "
+            f"base={self.base}, max_length={self.max_length})"
+        )
+
+
+def make_splits(
+    start_range: tuple[int, int],
+    sizes: Sequence[int],
+    base: int,
+    max_length: int | None = None,
+    seed: int | None = 42,
+) -> list[CollatzDataset]:
+    """Datasets of the given sizes (e.g. train, val, test), disjoint by value.
+
+    All values are drawn as one distinct sample and then cut, so no test input is ever a
+    training input; all splits share one ``max_length``.
+    """
+    sizes = [int(s) for s in sizes]
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"split sizes must be >= 0, got {sizes}")
+    values = sample_odd(start_range, sum(sizes), seed)
+    if max_length is None:
+        max_length = max_sequence_length(start_range, base)
+    bounds = np.cumsum([0, *sizes])
+    return [
+        CollatzDataset.from_values(values[a:b], start_range, base, max_length)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+class BatchIterator:
+    """Shuffled mini-batches straight from a dataset's pre-encoded tensors.
+
+    No per-sample Python work: one index permutation per epoch, one gather per batch, and
+    all-PAD columns trimmed. ``set_epoch`` makes the order a function of (seed, epoch), so a
+    resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        dataset: CollatzDataset,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ds = self.dataset
+        n = len(ds)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = None
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+            if order is None:
+                sel = slice(lo, hi)
+                src_len = int(ds.input_lengths[sel].max())
+                tgt_len = int(ds.target_lengths[sel].max())
+                src, tgt = ds.input_ids[sel, :src_len], ds.target_ids[sel, :tgt_len]
+            else:
+                idx = order[lo:hi]
+                src_len = int(ds.input_lengths[idx].max())
+                tgt_len = int(ds.target_lengths[idx].max())
+                src, tgt = ds.input_ids[idx, :src_len], ds.target_ids[idx, :tgt_len]
+            yield src.long(), tgt.long()

@@ -1,0 +1,216 @@
+"""Integers ↔ token sequences in any base from 2 to 64.
+
+Tokens: PAD = 0, BOS = 1, EOS = 2, digit d → 3 + d, most significant digit first. A sequence
+is the digits followed by EOS; the decoder's input is that sequence shifted right behind BOS.
+PAD never doubles as a digit, so zeros are learned and predictions read back as integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from core.collatz import check_odd_positive
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "NUM_SPECIAL",
+    "PAD",
+    "DecodeError",
+    "MultiBaseEncoder",
+    "SequenceTooLongError",
+]
+
+PAD, BOS, EOS = 0, 1, 2
+NUM_SPECIAL = 3
+MIN_BASE, MAX_BASE = 2, 64
+
+
+class DecodeError(ValueError):
+    """A token sequence that is not a well-formed integer (no EOS, stray special token, ...)."""
+
+
+class SequenceTooLongError(ValueError):
+    """A value whose encoding (digits + EOS) does not fit ``max_length``."""
+
+
+def _check_nonnegative(n: object) -> int:
+    if isinstance(n, bool | np.bool_) or not isinstance(n, int | np.integer):
+        raise TypeError(f"expected a non-negative integer, got {n!r} ({type(n).__name__})")
+    if int(n) < 0:
+        raise ValueError(f"expected a non-negative integer, got {int(n)}")
+    return int(n)
+
+
+class MultiBaseEncoder:
+    """Encodes non-negative integers in ``base`` (2–64); ``vocab_size = base + 3``."""
+
+    def __init__(self, base: int, max_length: int | None = None) -> None:
+        if isinstance(base, bool) or not isinstance(base, int | np.integer):
+            raise TypeError(f"base must be an int, got {base!r}")
+        if not MIN_BASE <= base <= MAX_BASE:
+            raise ValueError(f"base must be between {MIN_BASE} and {MAX_BASE}, got {base}")
+        if max_length is not None and max_length < 2:
+            raise ValueError(f"max_length must be at least 2 (one digit + EOS), got {max_length}")
+        self.base = int(base)
+        self.max_length = max_length
+        # base^1, base^2, ... below 2^64: a uint64 has as many digits as powers it reaches.
+        powers, p = [], self.base
+        while p < 2**64:
+            powers.append(p)
+            p *= self.base
+        self._powers = np.array(powers, dtype=np.uint64)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.base + NUM_SPECIAL
+
+    def __repr__(self) -> str:
+        return f"MultiBaseEncoder(base={self.base}, max_length={self.max_length})"
+
+    def num_digits(self, n: int) -> int:
+        """Digits of ``n`` in this base (1 for zero)."""
+        n = _check_nonnegative(n)
+        count = 1
+        while n >= self.base:
+            n //= self.base
+            count += 1
+        return count
+
+    def sequence_length(self, n: int) -> int:
+        """Tokens needed for ``n``: its digits plus EOS."""
+        return self.num_digits(n) + 1
+
+    def _check_fits(self, n: int, length: int, max_length: int | None) -> None:
+        if max_length is not None and length > max_length:
+            raise SequenceTooLongError(
+                f"{n} needs {length} tokens in base {self.base} (digits + EOS) but "
+                f"max_length is {max_length}; raise max_length"
+            )
+
+    def encode(self, n: int) -> list[int]:
+        """Digit tokens of ``n`` followed by EOS."""
+        n = _check_nonnegative(n)
+        digits = []
+        x = n
+        while True:
+            x, d = divmod(x, self.base)
+            digits.append(d + NUM_SPECIAL)
+            if x == 0:
+                break
+        tokens = digits[::-1] + [EOS]
+        self._check_fits(n, len(tokens), self.max_length)
+        return tokens
+
+    def decode(self, tokens: Sequence[int] | torch.Tensor | np.ndarray) -> int:
+        """The integer a sequence spells, reading up to EOS (a leading BOS is skipped).
+
+        Raises DecodeError for a sequence without EOS, without digits, with a leading zero
+        digit or with a special token among the digits: such a prediction is never a number.
+        """
+        if isinstance(tokens, torch.Tensor | np.ndarray):
+            tokens = tokens.tolist()
+        seq = list(tokens)
+        if seq and seq[0] == BOS:
+            seq = seq[1:]
+        value, ndigits = 0, 0
+        for pos, tok in enumerate(seq):
+            if tok == EOS:
+                if ndigits == 0:
+                    raise DecodeError("sequence has EOS but no digits")
+                return value
+            digit = tok - NUM_SPECIAL
+            if not 0 <= digit < self.base:
+                raise DecodeError(
+                    f"token {tok} at position {pos} is not a digit of base {self.base}"
+                )
+            if ndigits == 0 and digit == 0 and pos + 1 < len(seq) and seq[pos + 1] != EOS:
+                raise DecodeError("leading zero digit: not a canonical integer")
+            value = value * self.base + digit
+            ndigits += 1
+        raise DecodeError(f"no EOS token in sequence {seq[:16]}{'...' if len(seq) > 16 else ''}")
+
+    def try_decode(self, tokens: Sequence[int] | torch.Tensor | np.ndarray) -> int | None:
+        """``decode`` that returns None for a malformed sequence."""
+        try:
+            return self.decode(tokens)
+        except DecodeError:
+            return None
+
+    def decode_batch(self, tokens: torch.Tensor | np.ndarray) -> list[int | None]:
+        """Decode each row; malformed rows give None."""
+        rows = tokens.tolist() if isinstance(tokens, torch.Tensor | np.ndarray) else tokens
+        return [self.try_decode(row) for row in rows]
+
+    def encode_batch(
+        self, values: Iterable[int] | np.ndarray, max_length: int | None = None
+    ) -> torch.Tensor:
+        """Encode many values into a PAD-padded uint8 tensor [N, L], vectorized for uint64.
+
+        ``L`` is ``max_length`` (default: the encoder's) or else the longest sequence.
+        """
+        max_length = self.max_length if max_length is None else max_length
+        arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+        arr = arr.reshape(-1)
+        if arr.dtype == object or arr.dtype.kind not in "iu":
+            if arr.dtype.kind in "fcbUS":
+                raise TypeError(f"expected integers, got dtype {arr.dtype}")
+            ints = [_check_nonnegative(v) for v in arr.tolist()]
+            if ints and max(ints) >= 2**64:
+                return self._encode_batch_exact(ints, max_length)
+            arr = np.array(ints, dtype=np.uint64)
+        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+            raise ValueError(f"expected non-negative integers, got {int(arr.min())}")
+        return torch.from_numpy(self._encode_batch_u64(arr.astype(np.uint64), max_length))
+
+    def _encode_batch_u64(self, values: np.ndarray, max_length: int | None) -> np.ndarray:
+        n = values.shape[0]
+        base = np.uint64(self.base)
+        # Little-endian digit planes [D, N]: one vectorized divmod (libdivide) per position.
+        planes: list[np.ndarray] = []
+        # Digit count from one sorted search over the powers of the base.
+        lengths = np.searchsorted(self._powers, values, side="right").astype(np.int64) + 1
+        x = values.copy()
+        rem = np.empty_like(x)
+        for _ in range(int(lengths.max(initial=1))):
+            np.divmod(x, base, out=(x, rem))
+            planes.append(rem.astype(np.uint8))
+        seq_len = lengths + 1
+        if max_length is not None and n and seq_len.max() > max_length:
+            i = int(np.argmax(seq_len))
+            self._check_fits(int(values[i]), int(seq_len[i]), max_length)
+        width = max_length if max_length is not None else int(seq_len.max(initial=1))
+        out = np.zeros((n, width), dtype=np.uint8)
+        digits = np.stack(planes[::-1], axis=1)  # [N, D] big-endian, right-aligned
+        digits += np.uint8(NUM_SPECIAL)
+        ndig = digits.shape[1]
+        # Left-align per length group: uniform samples hold few distinct lengths.
+        for length in np.unique(lengths).tolist():
+            if length == ndig:
+                rows = lengths == length
+                out[rows, :length] = digits[rows]
+                out[rows, length] = EOS
+            else:
+                rows = np.flatnonzero(lengths == length)
+                out[rows, :length] = digits[rows, ndig - length :]
+                out[rows, length] = EOS
+        return out
+
+    def _encode_batch_exact(self, values: list[int], max_length: int | None) -> torch.Tensor:
+        seqs = []
+        for v in values:
+            tokens = self.encode(v)
+            self._check_fits(v, len(tokens), max_length)
+            seqs.append(tokens)
+        width = max_length if max_length is not None else max(len(s) for s in seqs)
+        out = np.zeros((len(seqs), width), dtype=np.uint8)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = s
+        return torch.from_numpy(out)
+
+    def encode_odd(self, n: int) -> list[int]:
+        """``encode`` for a model input: rejects what is not an odd positive integer."""
+        return self.encode(check_odd_positive(n))

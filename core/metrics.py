@@ -1,0 +1,152 @@
+"""Metrics on token sequences: token accuracy, exact match, and Collatz-specific breakdowns.
+
+Sequences are compared as tokens up to EOS (never with digits stripped): "105" ≠ "15".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.collatz import check_odd_positive, long_step, loop_lengths
+from core.encoding import PAD, MultiBaseEncoder
+
+__all__ = [
+    "classify_error",
+    "compute_accuracy",
+    "compute_collatz_metrics",
+    "compute_exact_match",
+    "exact_match_mask",
+]
+
+
+def _as_tensor(x: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.dim() == 3:  # logits given: take the argmax token
+        t = t.argmax(-1)
+    if t.dim() != 2:
+        raise ValueError(f"expected [batch, length] token ids, got shape {tuple(t.shape)}")
+    return t.long().cpu()
+
+
+def _aligned(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad or cut predictions to the targets' length (extra predicted tokens past it are PAD)."""
+    pred, tgt = _as_tensor(predictions), _as_tensor(targets)
+    if pred.shape[0] != tgt.shape[0]:
+        raise ValueError(f"{pred.shape[0]} predictions but {tgt.shape[0]} targets")
+    width = tgt.shape[1]
+    if pred.shape[1] < width:
+        pred = torch.nn.functional.pad(pred, (0, width - pred.shape[1]), value=PAD)
+    return pred[:, :width], tgt
+
+
+def compute_accuracy(predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of target tokens (digits and EOS, PAD ignored) predicted right at their position."""
+    pred, tgt = _aligned(predictions, targets)
+    mask = tgt != PAD
+    total = int(mask.sum())
+    return float(((pred == tgt) & mask).sum()) / total if total else 0.0
+
+
+def exact_match_mask(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per row: the prediction spells the target's digits and then EOS (tokens after it ignored).
+
+    Targets are canonical (digits, EOS, PAD...), so this is "decodes to the same integer".
+    A prediction longer than the target is wrong: the target's EOS is not matched.
+    """
+    pred, tgt = _aligned(predictions, targets)
+    mask = tgt != PAD
+    return ((pred == tgt) | ~mask).all(dim=1)
+
+
+def compute_exact_match(predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of rows whose whole sequence up to EOS is right."""
+    match = exact_match_mask(predictions, targets)
+    return float(match.float().mean()) if match.numel() else 0.0
+
+
+def classify_error(n: int, prediction: int) -> str:
+    """Why ``prediction`` is not κ(n): 'wrong_k_prime', 'wrong_k' or 'other'.
+
+    wrong_k_prime: right arithmetic, wrong number of halvings (κ·2^j or κ/2^j).
+    wrong_k: the result of a different number k₂ < k of (3x+1)/2 steps, halved any number
+    of times: 3^k₂ · (n+1)/2^k₂ − 1 = prediction · 2^j.
+    """
+    kappa = long_step(n)
+    if prediction == kappa:
+        raise ValueError(f"prediction {prediction} is κ({n}): not an error")
+    if prediction > 0:
+        big, small = max(prediction, kappa), min(prediction, kappa)
+        if big % small == 0 and (q := big // small) & (q - 1) == 0:
+            return "wrong_k_prime"
+        k, _ = loop_lengths(n)
+        for k2 in range(1, k):
+            a2 = 3**k2 * ((n + 1) >> k2) - 1
+            if a2 % prediction == 0 and (q := a2 // prediction) & (q - 1) == 0:
+                return "wrong_k"
+    return "other"
+
+
+def _rate_table(keys: list[Any], correct: list[bool]) -> dict[Any, dict[str, float]]:
+    counts: dict[Any, list[int]] = defaultdict(lambda: [0, 0])
+    for key, ok in zip(keys, correct, strict=True):
+        counts[key][0] += 1
+        counts[key][1] += int(ok)
+    return {key: {"count": n, "exact_match": hits / n} for key, (n, hits) in sorted(counts.items())}
+
+
+def compute_collatz_metrics(
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    input_values: Sequence[int] | np.ndarray,
+    base: int,
+) -> dict[str, Any]:
+    """Exact match overall and by k, k′ and (k, k′) class, undecodable share and error taxonomy.
+
+    ``input_values[i]`` is the odd n of row i: it gives the row's class and the reference for
+    classifying a wrong prediction. Rates of the taxonomy are shares of the wrong rows.
+    """
+    pred, tgt = _aligned(predictions, targets)
+    values = [check_odd_positive(v) for v in np.asarray(input_values, dtype=object).tolist()]
+    if len(values) != pred.shape[0]:
+        raise ValueError(f"{len(values)} input values but {pred.shape[0]} predictions")
+    encoder = MultiBaseEncoder(base)
+    correct = exact_match_mask(pred, tgt).tolist()
+    decoded = encoder.decode_batch(pred)
+    classes = [loop_lengths(v) for v in values]
+
+    kinds: dict[str, int] = {"undecodable": 0, "wrong_k_prime": 0, "wrong_k": 0, "other": 0}
+    for n, ok, p in zip(values, correct, decoded, strict=True):
+        if ok:
+            continue
+        if p is None:
+            kinds["undecodable"] += 1
+        elif p == long_step(n):  # right integer, but the targets row disagreed: count as other
+            kinds["other"] += 1
+        else:
+            kinds[classify_error(n, p)] += 1
+    total = len(values)
+    errors = total - sum(correct)
+
+    def share(x: int) -> float:
+        return x / errors if errors else 0.0
+
+    return {
+        "num_samples": total,
+        "exact_match": sum(correct) / total if total else 0.0,
+        "token_accuracy": compute_accuracy(pred, tgt),
+        "undecodable_rate": kinds["undecodable"] / total if total else 0.0,
+        "num_errors": errors,
+        "wrong_loop_length_share": share(kinds["wrong_k_prime"] + kinds["wrong_k"]),
+        "wrong_k_prime_share": share(kinds["wrong_k_prime"]),
+        "wrong_k_share": share(kinds["wrong_k"]),
+        "other_error_share": share(kinds["other"]),
+        "undecodable_share": share(kinds["undecodable"]),
+        "by_k": _rate_table([c[0] for c in classes], correct),
+        "by_k_prime": _rate_table([c[1] for c in classes], correct),
+        "by_class": _rate_table(classes, correct),
+    }

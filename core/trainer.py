@@ -1,0 +1,349 @@
+"""One training loop: teacher-forced training, greedy-decoding validation, checkpoints, callbacks.
+
+Side effects that are not training (pruning, experiment tracking) live in callbacks; the loop
+only promises that when a callback raises, the checkpoints on disk are consistent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.encoding import PAD
+from core.metrics import exact_match_mask
+from core.model import CollatzTransformer
+
+__all__ = ["Callback", "StopTraining", "Trainer"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+HISTORY_KEYS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_exact_match",
+    "lr",
+    "samples_per_sec",
+    "epoch_time",
+)
+
+
+class StopTraining(Exception):  # noqa: N818 - a control-flow signal, like StopIteration
+    """Raised by a callback to end training normally after the current epoch."""
+
+
+class Callback:
+    """Hooks into ``Trainer.train``; raise to stop (``StopTraining`` ends it normally)."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_checkpoint(self, trainer: Trainer, path: Path, kind: str) -> None: ...
+
+    def on_train_end(self, trainer: Trainer, history: dict[str, list[float]]) -> None: ...
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Trainer:
+    """Trains a ``CollatzTransformer`` on (input_ids, target_ids) batches.
+
+    ``train_loader``/``val_loader`` are any iterables of batches: a ``DataLoader`` over a
+    ``CollatzDataset`` as in the guide, or the faster ``BatchIterator``.
+    """
+
+    def __init__(
+        self,
+        model: CollatzTransformer,
+        train_loader: Iterable[Batch],
+        val_loader: Iterable[Batch] | None = None,
+        device: str | torch.device | None = None,
+        checkpoint_dir: str | Path | None = None,
+        log_interval: int = 100,
+        callbacks: Sequence[Callback] = (),
+        max_grad_norm: float | None = 1.0,
+        log: Callable[[str], None] | None = print,
+    ) -> None:
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device)
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.log_interval = max(1, int(log_interval))
+        self.callbacks = list(callbacks)
+        self.max_grad_norm = max_grad_norm
+        self.log = log or (lambda _msg: None)
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.epoch = 0
+        self.global_step = 0
+        self.samples_seen = 0
+        self.best_value = math.inf
+        self.best_epoch = 0
+        self.stop_reason: str | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.lr_scheduler: Any = None
+        self._check_vocab()
+
+    def _check_vocab(self) -> None:
+        for name, loader in (("train_loader", self.train_loader), ("val_loader", self.val_loader)):
+            vocab = getattr(getattr(loader, "dataset", None), "vocab_size", None)
+            if vocab is None:  # a Subset from random_split wraps the dataset once more
+                inner = getattr(getattr(loader, "dataset", None), "dataset", None)
+                vocab = getattr(inner, "vocab_size", None)
+            if vocab is not None and vocab > self.model.config.vocab_size:
+                raise ValueError(
+                    f"{name} has vocab_size {vocab} but the model was built with "
+                    f"{self.model.config.vocab_size}; pass vocab_size=dataset.vocab_size"
+                )
+
+    # --- one epoch -----------------------------------------------------------------------
+    def _loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, criterion: nn.Module
+    ) -> torch.Tensor:
+        return criterion(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def _train_epoch(
+        self, epoch: int, optimizer: torch.optim.Optimizer, criterion: nn.Module
+    ) -> dict[str, float]:
+        self.model.train()
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(epoch)
+        total_loss = torch.zeros((), device=self.device)
+        samples = 0
+        num_batches = len(self.train_loader) if hasattr(self.train_loader, "__len__") else None
+        start = time.perf_counter()
+        for batch_idx, (src, tgt) in enumerate(self.train_loader, start=1):
+            src = src.to(self.device, non_blocking=True)
+            tgt = tgt.to(self.device, non_blocking=True)
+            logits = self.model(src, CollatzTransformer.shift_right(tgt))
+            loss = self._loss(logits, tgt, criterion)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.max_grad_norm:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            optimizer.step()
+            total_loss += loss.detach() * src.shape[0]
+            samples += src.shape[0]
+            self.global_step += 1
+            if batch_idx % self.log_interval == 0:
+                avg = float(total_loss) / samples
+                if not math.isfinite(avg):
+                    raise FloatingPointError(
+                        f"train loss is {avg} at epoch {epoch} batch {batch_idx}"
+                    )
+                rate = samples / (time.perf_counter() - start)
+                of = f"/{num_batches}" if num_batches else ""
+                self.log(
+                    f"epoch {epoch} batch {batch_idx}{of} loss {avg:.4f} {rate:,.0f} samples/s"
+                )
+        elapsed = time.perf_counter() - start
+        if samples == 0:
+            raise ValueError("train_loader yielded no batches")
+        train_loss = float(total_loss) / samples
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"train loss is {train_loss} at epoch {epoch}")
+        self.samples_seen += samples
+        return {
+            "train_loss": train_loss,
+            "samples_per_sec": samples / elapsed,
+            "epoch_time": elapsed,
+        }
+
+    @torch.no_grad()
+    def evaluate(
+        self, loader: Iterable[Batch] | None = None, criterion: nn.Module | None = None
+    ) -> dict[str, Any]:
+        """Teacher-forced loss, greedy token accuracy and exact match over ``loader``.
+
+        ``correct`` holds the per-row exact-match flags in loader order.
+        """
+        loader = self.val_loader if loader is None else loader
+        if loader is None:
+            raise ValueError("no validation loader to evaluate on")
+        criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
+        self.model.eval()
+        loss_sum, rows, tokens, tokens_right = 0.0, 0, 0, 0
+        correct: list[torch.Tensor] = []
+        for src, tgt in loader:
+            src, tgt = src.to(self.device), tgt.to(self.device)
+            logits = self.model(src, CollatzTransformer.shift_right(tgt))
+            loss_sum += float(self._loss(logits, tgt, criterion)) * src.shape[0]
+            pred = self.model.generate(src, max_new_tokens=tgt.shape[1])
+            width = tgt.shape[1]
+            pred = nn.functional.pad(pred, (0, max(0, width - pred.shape[1])), value=PAD)[:, :width]
+            mask = tgt != PAD
+            tokens += int(mask.sum())
+            tokens_right += int(((pred == tgt) & mask).sum())
+            correct.append(exact_match_mask(pred, tgt))
+            rows += src.shape[0]
+        if rows == 0:
+            raise ValueError("validation loader yielded no batches")
+        flags = torch.cat(correct)
+        return {
+            "val_loss": loss_sum / rows,
+            "val_accuracy": tokens_right / tokens if tokens else 0.0,
+            "val_exact_match": float(flags.float().mean()),
+            "correct": flags,
+        }
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "model_config": self.model.config.to_dict(),
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler_state": (
+                self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None
+            ),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "samples_seen": self.samples_seen,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "history": {k: list(v) for k, v in self.history.items()},
+            "rng_state": torch.get_rng_state(),
+        }
+
+    def save(self, name: str, kind: str) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        path = save_checkpoint(self.checkpoint_dir / name, self.checkpoint_payload())
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, path, kind)
+        return path
+
+    def _restore(self, path: str | Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt["model_config"] != self.model.config.to_dict():
+            raise ValueError(
+                f"checkpoint {path} was made for model config {ckpt['model_config']}, "
+                f"not {self.model.config.to_dict()}"
+            )
+        self.model.load_state_dict(ckpt["model_state"])
+        if self.optimizer is not None and ckpt.get("optimizer_state") is not None:
+            self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        if self.lr_scheduler is not None and ckpt.get("scheduler_state") is not None:
+            self.lr_scheduler.load_state_dict(ckpt["scheduler_state"])
+        self.epoch = int(ckpt["epoch"])
+        self.global_step = int(ckpt.get("global_step", 0))
+        self.samples_seen = int(ckpt.get("samples_seen", 0))
+        self.best_value = float(ckpt.get("best_value", math.inf))
+        self.best_epoch = int(ckpt.get("best_epoch", 0))
+        saved = ckpt.get("history", {})
+        self.history = {key: list(saved.get(key, [])) for key in HISTORY_KEYS}
+        if ckpt.get("rng_state") is not None:
+            torch.set_rng_state(ckpt["rng_state"].cpu())
+        self.log(f"resumed from {path} at epoch {self.epoch}")
+
+    # --- the loop ------------------------------------------------------------------------
+    def train(
+        self,
+        num_epochs: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        criterion: nn.Module | None = None,
+        lr_scheduler: Any = None,
+        save_every: int | None = None,
+        save_best: bool = True,
+        early_stopping_patience: int | None = None,
+        resume_from: str | Path | None = None,
+        min_delta: float = 0.0,
+    ) -> dict[str, list[float]]:
+        """Train until ``num_epochs`` (counted from the first run, also when resuming).
+
+        Early stopping watches ``val_loss``: after ``early_stopping_patience`` epochs without an
+        improvement of more than ``min_delta`` training ends. Checkpoints: ``last.pt`` every
+        epoch, ``best.pt`` on improvement, ``epoch_XXXX.pt`` every ``save_every`` epochs.
+        """
+        if num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+        if early_stopping_patience is not None and early_stopping_patience < 1:
+            raise ValueError(f"early_stopping_patience must be >= 1, got {early_stopping_patience}")
+        if self.val_loader is None and (save_best or early_stopping_patience):
+            save_best, early_stopping_patience = False, None
+        self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.lr_scheduler = lr_scheduler
+        criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
+        if resume_from is not None:
+            self._restore(resume_from)
+        self.stop_reason = None
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+
+        bad_epochs = self._epochs_since_best()
+        for epoch in range(self.epoch + 1, num_epochs + 1):
+            metrics = self._train_epoch(epoch, self.optimizer, criterion)
+            if self.val_loader is not None:
+                val = self.evaluate(criterion=criterion)
+                self.last_val_correct = val.pop("correct")
+                metrics.update(val)
+            metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
+            self.epoch = epoch
+            self._record(epoch, metrics)
+            self._step_scheduler(metrics)
+
+            improved = "val_loss" in metrics and metrics["val_loss"] < self.best_value - min_delta
+            if improved:
+                self.best_value, self.best_epoch = metrics["val_loss"], epoch
+            bad_epochs = 0 if improved else bad_epochs + 1
+            # Checkpoints first: whatever a callback raises, the files on disk are consistent.
+            self.save("last.pt", "last")
+            if save_best and improved:
+                self.save("best.pt", "best")
+            if save_every and epoch % save_every == 0:
+                self.save(f"epoch_{epoch:04d}.pt", "periodic")
+            self._log_epoch(epoch, metrics)
+            try:
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, epoch, metrics)
+            except StopTraining as stop:
+                self.stop_reason = str(stop) or "stopped by callback"
+                break
+            if early_stopping_patience and bad_epochs >= early_stopping_patience:
+                self.stop_reason = (
+                    f"early stopping: val_loss did not improve for {bad_epochs} epochs "
+                    f"(best {self.best_value:.4f} at epoch {self.best_epoch})"
+                )
+                self.log(self.stop_reason)
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self, self.history)
+        return self.history
+
+    def _epochs_since_best(self) -> int:
+        return self.epoch - self.best_epoch if self.best_epoch else 0
+
+    def _record(self, epoch: int, metrics: dict[str, float]) -> None:
+        metrics["epoch"] = epoch
+        for key in HISTORY_KEYS:
+            self.history[key].append(float(metrics.get(key, math.nan)))
+
+    def _step_scheduler(self, metrics: dict[str, float]) -> None:
+        if self.lr_scheduler is None:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.lr_scheduler.step(metrics.get("val_loss", metrics["train_loss"]))
+        else:
+            self.lr_scheduler.step()
+
+    def _log_epoch(self, epoch: int, m: dict[str, float]) -> None:
+        parts = [f"epoch {epoch}", f"train_loss {m['train_loss']:.4f}"]
+        if "val_loss" in m:
+            parts += [
+                f"val_loss {m['val_loss']:.4f}",
+                f"val_acc {m['val_accuracy']:.4f}",
+                f"val_exact {m['val_exact_match']:.4f}",
+            ]
+        parts += [f"lr {m['lr']:.2e}", f"{m['samples_per_sec']:,.0f} samples/s"]
+        self.log(" | ".join(parts))
