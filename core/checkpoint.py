@@ -49,7 +49,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:  # torch raises many types for corrupt files
         raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in _REQUIRED):
-        raise CheckpointError(
-            f"{path} is not a collatz-hpo checkpoint (missing model config/state)"
-        )
+        raise CheckpointError(f"{path} is not a collatz-hpo checkpoint (missing model config/state)")
     return ckpt

@@ -116,21 +116,18 @@ class MultiBaseEncoder:
         seq = list(tokens)
         if seq and seq[0] == BOS:
             seq = seq[1:]
-        value, ndigits = 0, 0
-        for pos, tok in enumerate(seq):
+        value = 0
+        for pos, tok in enumerate(seq):  # every token before EOS is a digit, so pos counts them
             if tok == EOS:
-                if ndigits == 0:
+                if pos == 0:
                     raise DecodeError("sequence has EOS but no digits")
                 return value
             digit = tok - NUM_SPECIAL
             if not 0 <= digit < self.base:
-                raise DecodeError(
-                    f"token {tok} at position {pos} is not a digit of base {self.base}"
-                )
-            if ndigits == 0 and digit == 0 and pos + 1 < len(seq) and seq[pos + 1] != EOS:
+                raise DecodeError(f"token {tok} at position {pos} is not a digit of base {self.base}")
+            if pos == 0 and digit == 0 and len(seq) > 1 and seq[1] != EOS:
                 raise DecodeError("leading zero digit: not a canonical integer")
             value = value * self.base + digit
-            ndigits += 1
         raise DecodeError(f"no EOS token in sequence {seq[:16]}{'...' if len(seq) > 16 else ''}")
 
     def try_decode(self, tokens: Sequence[int] | torch.Tensor | np.ndarray) -> int | None:
@@ -145,9 +142,7 @@ class MultiBaseEncoder:
         rows = tokens.tolist() if isinstance(tokens, torch.Tensor | np.ndarray) else tokens
         return [self.try_decode(row) for row in rows]
 
-    def encode_batch(
-        self, values: Iterable[int] | np.ndarray, max_length: int | None = None
-    ) -> torch.Tensor:
+    def encode_batch(self, values: Iterable[int] | np.ndarray, max_length: int | None = None) -> torch.Tensor:
         """Encode many values into a PAD-padded uint8 tensor [N, L], vectorized for uint64.
 
         ``L`` is ``max_length`` (default: the encoder's) or else the longest sequence.

@@ -57,8 +57,7 @@ class ModelConfig:
         if self.d_model % self.nhead:
             valid = [h for h in range(1, min(self.d_model, 64) + 1) if self.d_model % h == 0]
             raise ValueError(
-                f"nhead={self.nhead} does not divide d_model={self.d_model}; "
-                f"choose nhead from {valid}"
+                f"nhead={self.nhead} does not divide d_model={self.d_model}; choose nhead from {valid}"
             )
         if self.dim_feedforward is not None and self.dim_feedforward < 1:
             raise ValueError(f"dim_feedforward must be >= 1, got {self.dim_feedforward}")
@@ -147,9 +146,7 @@ class CollatzTransformer(nn.Module):
     # --- checks ------------------------------------------------------------------------
     def _check_tokens(self, tokens: torch.Tensor, what: str) -> None:
         if tokens.dim() != 2:
-            raise ValueError(
-                f"{what} must be [batch, length] token ids, got shape {tuple(tokens.shape)}"
-            )
+            raise ValueError(f"{what} must be [batch, length] token ids, got shape {tuple(tokens.shape)}")
         if tokens.shape[1] > self.config.max_seq_length:
             raise ValueError(
                 f"{what} has length {tokens.shape[1]} > max_seq_length={self.config.max_seq_length}; "
@@ -215,9 +212,7 @@ class CollatzTransformer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         steps = max_new_tokens or self.config.max_seq_length
         if steps > self.config.max_seq_length:
-            raise ValueError(
-                f"max_new_tokens={steps} > max_seq_length={self.config.max_seq_length}"
-            )
+            raise ValueError(f"max_new_tokens={steps} > max_seq_length={self.config.max_seq_length}")
         memory, mask = self.encode(src)
         batch = src.shape[0]
         tgt = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)

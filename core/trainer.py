@@ -109,9 +109,7 @@ class Trainer:
                 )
 
     # --- one epoch -----------------------------------------------------------------------
-    def _loss(
-        self, logits: torch.Tensor, targets: torch.Tensor, criterion: nn.Module
-    ) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
         return criterion(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     def _train_epoch(
@@ -140,14 +138,10 @@ class Trainer:
             if batch_idx % self.log_interval == 0:
                 avg = float(total_loss) / samples
                 if not math.isfinite(avg):
-                    raise FloatingPointError(
-                        f"train loss is {avg} at epoch {epoch} batch {batch_idx}"
-                    )
+                    raise FloatingPointError(f"train loss is {avg} at epoch {epoch} batch {batch_idx}")
                 rate = samples / (time.perf_counter() - start)
                 of = f"/{num_batches}" if num_batches else ""
-                self.log(
-                    f"epoch {epoch} batch {batch_idx}{of} loss {avg:.4f} {rate:,.0f} samples/s"
-                )
+                self.log(f"epoch {epoch} batch {batch_idx}{of} loss {avg:.4f} {rate:,.0f} samples/s")
         elapsed = time.perf_counter() - start
         if samples == 0:
             raise ValueError("train_loader yielded no batches")
@@ -204,9 +198,7 @@ class Trainer:
             "model_config": self.model.config.to_dict(),
             "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict() if self.optimizer else None,
-            "scheduler_state": (
-                self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None
-            ),
+            "scheduler_state": (self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "samples_seen": self.samples_seen,
