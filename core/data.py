@@ -188,9 +188,10 @@ def make_splits(
 class BatchIterator:
     """Shuffled mini-batches straight from a dataset's pre-encoded tensors.
 
-    No per-sample Python work: one index permutation per epoch, one gather per batch, and
+    No per-sample Python work: one index permutation per pass, one gather per batch, and
     all-PAD columns trimmed. ``set_epoch`` makes the order a function of (seed, epoch), so a
-    resumed run sees the same batches as an uninterrupted one.
+    resumed run sees the same batches as an uninterrupted one. ``samples_per_epoch`` turns an
+    epoch into a fixed sample budget that walks on through successive shuffled passes.
     """
 
     def __init__(
@@ -200,41 +201,58 @@ class BatchIterator:
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        samples_per_epoch: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if samples_per_epoch is not None and samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        if len(dataset) == 0:
+            raise ValueError("cannot iterate over an empty dataset")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.samples_per_epoch = samples_per_epoch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def epoch_size(self) -> int:
+        return self.samples_per_epoch or len(self.dataset)
+
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = self.epoch_size
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _pass_order(self, index: int) -> torch.Tensor:
+        n = len(self.dataset)
+        if not self.shuffle:
+            return torch.arange(n)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        return torch.randperm(n, generator=gen)
+
+    def _epoch_order(self) -> torch.Tensor:
+        """Indices of this epoch: a window of the endless stream of shuffled passes."""
+        n = len(self.dataset)
+        if self.samples_per_epoch is None:
+            return self._pass_order(self.epoch)
+        start = self.epoch * self.samples_per_epoch
+        stop = start + self.samples_per_epoch
+        parts = [
+            self._pass_order(p)[max(start - p * n, 0) : stop - p * n]
+            for p in range(start // n, (stop - 1) // n + 1)
+        ]
+        return torch.cat(parts)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         ds = self.dataset
-        n = len(ds)
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = None
+        order = self._epoch_order()
         for b in range(len(self)):
-            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
-            if order is None:
-                sel = slice(lo, hi)
-                src_len = int(ds.input_lengths[sel].max())
-                tgt_len = int(ds.target_lengths[sel].max())
-                src, tgt = ds.input_ids[sel, :src_len], ds.target_ids[sel, :tgt_len]
-            else:
-                idx = order[lo:hi]
-                src_len = int(ds.input_lengths[idx].max())
-                tgt_len = int(ds.target_lengths[idx].max())
-                src, tgt = ds.input_ids[idx, :src_len], ds.target_ids[idx, :tgt_len]
-            yield src.long(), tgt.long()
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            src_len = int(ds.input_lengths[idx].max())
+            tgt_len = int(ds.target_lengths[idx].max())
+            yield ds.input_ids[idx, :src_len].long(), ds.target_ids[idx, :tgt_len].long()

@@ -93,6 +93,11 @@ class MultiBaseEncoder:
 
     def encode(self, n: int) -> list[int]:
         """Digit tokens of ``n`` followed by EOS."""
+        tokens = self._tokens(n)
+        self._check_fits(n, len(tokens), self.max_length)
+        return tokens
+
+    def _tokens(self, n: int) -> list[int]:
         n = _check_nonnegative(n)
         digits = []
         x = n
@@ -101,9 +106,7 @@ class MultiBaseEncoder:
             digits.append(d + NUM_SPECIAL)
             if x == 0:
                 break
-        tokens = digits[::-1] + [EOS]
-        self._check_fits(n, len(tokens), self.max_length)
-        return tokens
+        return digits[::-1] + [EOS]
 
     def decode(self, tokens: Sequence[int] | torch.Tensor | np.ndarray) -> int:
         """The integer a sequence spells, reading up to EOS (a leading BOS is skipped).
@@ -197,7 +200,7 @@ class MultiBaseEncoder:
     def _encode_batch_exact(self, values: list[int], max_length: int | None) -> torch.Tensor:
         seqs = []
         for v in values:
-            tokens = self.encode(v)
+            tokens = self._tokens(v)  # the width check is against ``max_length``, not the encoder's
             self._check_fits(v, len(tokens), max_length)
             seqs.append(tokens)
         width = max_length if max_length is not None else max(len(s) for s in seqs)

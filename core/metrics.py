@@ -69,25 +69,27 @@ def compute_exact_match(predictions: torch.Tensor, targets: torch.Tensor) -> flo
     return float(match.float().mean()) if match.numel() else 0.0
 
 
-def classify_error(n: int, prediction: int) -> str:
+def classify_error(n: int, prediction: int, max_extra_k: int = 8) -> str:
     """Why ``prediction`` is not κ(n): 'wrong_k_prime', 'wrong_k' or 'other'.
 
-    wrong_k_prime: right arithmetic, wrong number of halvings (κ·2^j or κ/2^j).
-    wrong_k: the result of a different number k₂ < k of (3x+1)/2 steps, halved any number
-    of times: 3^k₂ · (n+1)/2^k₂ − 1 = prediction · 2^j.
+    The long step of class (k₂, k′₂) applied to n is ⌊(3^k₂·(n+1) − 2^k₂) / 2^(k₂+k′₂)⌋; for
+    the true class it is exactly κ(n). A prediction that equals this for another class is
+    right arithmetic with a wrong loop length: 'wrong_k_prime' when only k′ differs (κ·2^j,
+    or κ with too many halvings), 'wrong_k' when k differs. For k₂ > k the division is not
+    exact and the floor is what digit-level arithmetic produces. k₂ is tried up to
+    k + ``max_extra_k``; each k₂ leaves one candidate k′₂, so random errors almost never match.
     """
     kappa = long_step(n)
     if prediction == kappa:
         raise ValueError(f"prediction {prediction} is κ({n}): not an error")
-    if prediction > 0:
-        big, small = max(prediction, kappa), min(prediction, kappa)
-        if big % small == 0 and (q := big // small) & (q - 1) == 0:
-            return "wrong_k_prime"
-        k, _ = loop_lengths(n)
-        for k2 in range(1, k):
-            a2 = 3**k2 * ((n + 1) >> k2) - 1
-            if a2 % prediction == 0 and (q := a2 // prediction) & (q - 1) == 0:
-                return "wrong_k"
+    if prediction <= 0:
+        return "other"
+    k, _ = loop_lengths(n)
+    for k2 in range(1, k + max_extra_k + 1):
+        numerator = 3**k2 * (n + 1) - 2**k2
+        shift = numerator.bit_length() - prediction.bit_length()
+        if shift >= k2 and numerator >> shift == prediction:
+            return "wrong_k_prime" if k2 == k else "wrong_k"
     return "other"
 
 

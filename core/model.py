@@ -194,9 +194,17 @@ class CollatzTransformer(nn.Module):
         return self.output_head(y)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced logits [B, T, V] given ``tgt_in``, else greedy-decoding logits."""
+        """Teacher-forced logits [B, T, V] given ``tgt_in``, else greedy-decoding logits.
+
+        Greedy logits always span ``max_seq_length`` positions (PAD after decoding stopped), so
+        the outputs of batches that stop at different steps concatenate, as in the guide.
+        """
         if tgt_in is None:
-            return self._greedy(src)[1]
+            logits = self._greedy(src)[1]
+            missing = self.config.max_seq_length - logits.shape[1]
+            pad = torch.full_like(logits[:, :1], float("-inf")).expand(-1, missing, -1).clone()
+            pad[..., PAD] = 0.0
+            return torch.cat([logits, pad], dim=1)
         memory, mask = self.encode(src)
         return self.decode(tgt_in, memory, mask)
 

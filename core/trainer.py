@@ -251,13 +251,23 @@ class Trainer:
         early_stopping_patience: int | None = None,
         resume_from: str | Path | None = None,
         min_delta: float = 0.0,
+        monitor: str = "val_loss",
+        mode: str = "min",
     ) -> dict[str, list[float]]:
-        """Train until ``num_epochs`` (counted from the first run, also when resuming).
+        """Train ``num_epochs`` epochs; with ``resume_from``, until epoch ``num_epochs`` of the first run.
 
-        Early stopping watches ``val_loss``: after ``early_stopping_patience`` epochs without an
-        improvement of more than ``min_delta`` training ends. Checkpoints: ``last.pt`` every
+        A further call on the same trainer (the guide's pattern) trains ``num_epochs`` more.
+
+        Early stopping and ``best.pt`` watch ``monitor`` (``val_loss`` by default; ``mode`` "max"
+        for metrics such as ``val_exact_match``): after ``early_stopping_patience`` epochs without
+        an improvement of more than ``min_delta`` training ends. Checkpoints: ``last.pt`` every
         epoch, ``best.pt`` on improvement, ``epoch_XXXX.pt`` every ``save_every`` epochs.
         """
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if monitor not in HISTORY_KEYS:
+            raise ValueError(f"monitor must be one of {', '.join(HISTORY_KEYS[1:])}, got {monitor!r}")
+        sign = 1.0 if mode == "min" else -1.0  # best_value is kept as a loss: lower is better
         if num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
         if early_stopping_patience is not None and early_stopping_patience < 1:
@@ -269,12 +279,15 @@ class Trainer:
         criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
         if resume_from is not None:
             self._restore(resume_from)
+            last_epoch = num_epochs
+        else:
+            last_epoch = self.epoch + num_epochs
         self.stop_reason = None
         for cb in self.callbacks:
             cb.on_train_start(self)
 
         bad_epochs = self._epochs_since_best()
-        for epoch in range(self.epoch + 1, num_epochs + 1):
+        for epoch in range(self.epoch + 1, last_epoch + 1):
             metrics = self._train_epoch(epoch, self.optimizer, criterion)
             if self.val_loader is not None:
                 val = self.evaluate(criterion=criterion)
@@ -285,9 +298,10 @@ class Trainer:
             self._record(epoch, metrics)
             self._step_scheduler(metrics)
 
-            improved = "val_loss" in metrics and metrics["val_loss"] < self.best_value - min_delta
+            score = sign * metrics[monitor] if monitor in metrics else math.nan
+            improved = score < self.best_value - min_delta
             if improved:
-                self.best_value, self.best_epoch = metrics["val_loss"], epoch
+                self.best_value, self.best_epoch = score, epoch
             bad_epochs = 0 if improved else bad_epochs + 1
             # Checkpoints first: whatever a callback raises, the files on disk are consistent.
             self.save("last.pt", "last")
@@ -304,8 +318,8 @@ class Trainer:
                 break
             if early_stopping_patience and bad_epochs >= early_stopping_patience:
                 self.stop_reason = (
-                    f"early stopping: val_loss did not improve for {bad_epochs} epochs "
-                    f"(best {self.best_value:.4f} at epoch {self.best_epoch})"
+                    f"early stopping: {monitor} did not improve for {bad_epochs} epochs "
+                    f"(best {sign * self.best_value:.4f} at epoch {self.best_epoch})"
                 )
                 self.log(self.stop_reason)
                 break

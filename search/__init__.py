@@ -1,0 +1,1 @@
+"""The platform: study configs, search space, objective, MLflow tracking, workers, export, report, CLI."""

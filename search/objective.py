@@ -1,0 +1,209 @@
+"""One Optuna trial: sample, train with pruning, track in MLflow, report the state.
+
+The trainer knows nothing of Optuna or MLflow: the ``TrialCallback`` below reports every
+epoch to both and raises ``TrialPruned`` when the pruner says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import socket
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
+from search.config import StudyConfig
+from search.run import RunConfig, build_data, execute
+from search.space import suggest
+from search.storage import mask
+from search.tracking import StudyTracker, class_metrics, flatten_test_metrics
+
+__all__ = ["TrialOutcome", "run_config_for", "run_trial"]
+
+Log = Callable[[str], None]
+MIN_CLASS_COUNT = 5  # per-(k, k′) validation curves only for classes with this many samples
+
+
+@dataclass
+class TrialOutcome:
+    state: TrialState
+    value: float | None
+    reason: str | None = None
+
+
+def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) -> RunConfig:
+    """The frozen config of one trial: sampled params + the study's data and training sections."""
+    t, d = cfg.training, cfg.data
+    return RunConfig(
+        base=params["base"],
+        d_model=params["d_model"],
+        nhead=params["nhead"],
+        num_layers=params["num_layers"],
+        num_decoder_layers=params.get("num_decoder_layers", 1),
+        dim_feedforward=params.get("dim_feedforward"),
+        dropout=params.get("dropout", 0.0),
+        data_range=tuple(d.range),
+        train_size=d.train_size,
+        val_size=d.val_size,
+        test_size=d.test_size,
+        data_seed=d.seed,
+        lr=params["lr"],
+        batch_size=params.get("batch_size") or t.batch_size,
+        eval_batch_size=t.eval_batch_size,
+        epochs=t.epochs,
+        samples_per_epoch=t.samples_per_epoch,
+        early_stopping_patience=t.early_stopping_patience,
+        monitor=cfg.study.metric,
+        monitor_mode="max" if cfg.study.direction == "maximize" else "min",
+        optimizer=t.optimizer,
+        weight_decay=t.weight_decay,
+        scheduler=t.scheduler,
+        max_grad_norm=t.max_grad_norm,
+        seed=cfg.study.seed + trial_number,
+        device=t.device,
+        threads=t.threads,
+    )
+
+
+def per_class_rates(correct: np.ndarray, k: np.ndarray, kp: np.ndarray) -> dict[tuple[int, int], dict]:
+    """Exact match of each (k, k′) class among validation rows (classes with enough rows)."""
+    out = {}
+    keys = k.astype(np.int64) * 1000 + kp.astype(np.int64)
+    for key in np.unique(keys).tolist():
+        rows = keys == key
+        count = int(rows.sum())
+        if count >= MIN_CLASS_COUNT:
+            out[(key // 1000, key % 1000)] = {"count": count, "exact_match": float(correct[rows].mean())}
+    return out
+
+
+class TrialCallback(Callback):
+    """Per epoch: metrics to MLflow (step = epoch), value to Optuna, prune if told, progress line."""
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        tracker: StudyTracker,
+        run_id: str,
+        metric: str,
+        val: CollatzDataset,
+        epochs: int,
+        log: Log,
+    ) -> None:
+        self.trial, self.tracker, self.run_id = trial, tracker, run_id
+        self.metric, self.val, self.epochs, self.log = metric, val, epochs, log
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        logged = {k: v for k, v in metrics.items() if k != "epoch"}
+        correct = getattr(trainer, "last_val_correct", None)
+        if correct is not None:
+            rates = per_class_rates(correct.cpu().numpy(), self.val.k, self.val.k_prime)
+            logged.update(class_metrics("val_exact_match", rates))
+        self.tracker.log_metrics(self.run_id, logged, step=epoch)
+        value = metrics[self.metric]
+        self.trial.report(value, epoch)
+        self.log(
+            f"trial {self.trial.number} epoch {epoch}/{self.epochs} {self.metric} {value:.4f} "
+            f"({metrics.get('samples_per_sec', 0):,.0f} samples/s)"
+        )
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric} {value:.4f})")
+
+
+def _write_predictions(path: Path, test: CollatzDataset, predictions: Any, base: int) -> None:
+    """CSV of n, true κ, predicted κ (empty when undecodable), right or not: the study's final word."""
+    decoded = MultiBaseEncoder(base).decode_batch(predictions)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["n", "kappa", "predicted", "correct", "k", "k_prime"])
+        for n, kappa, pred, k, kp in zip(
+            test.values.tolist(),
+            test.kappa.tolist(),
+            decoded,
+            test.k.tolist(),
+            test.k_prime.tolist(),
+            strict=True,
+        ):
+            writer.writerow([n, kappa, "" if pred is None else pred, int(pred == int(kappa)), k, kp])
+
+
+def run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    cfg: StudyConfig,
+    tracker: StudyTracker,
+    log: Log,
+    data_cache: dict[int, tuple[CollatzDataset, CollatzDataset, CollatzDataset]],
+    scratch: str | Path | None = None,
+) -> TrialOutcome:
+    """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
+    params = suggest(trial, cfg.search)
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+    run_cfg = run_config_for(cfg, params, trial.number)
+    config = {"study": cfg.study.name, "trial": trial.number, "params": params, "run": run_cfg.to_dict()}
+    mlflow_params = {**run_cfg.to_dict(), "trial_number": trial.number}
+    run_id = tracker.start_trial_run(study, trial, mlflow_params, config)
+    log(f"trial {trial.number} started: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+    maximize = cfg.study.direction == "maximize"
+    with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-", dir=scratch) as tmp:
+        ckpt_dir = Path(tmp, "checkpoints")
+        try:
+            if run_cfg.base not in data_cache:
+                data_cache[run_cfg.base] = build_data(run_cfg)
+            data = data_cache[run_cfg.base]
+            cb = TrialCallback(trial, tracker, run_id, cfg.study.metric, data[1], run_cfg.epochs, log)
+            result = execute(run_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
+            value = _best(result.history[cfg.study.metric], maximize)
+            test = flatten_test_metrics(result.test)
+            tracker.log_metrics(run_id, {**test, "best_epoch": result.best_epoch}, step=result.best_epoch)
+            preds = Path(tmp, "test_predictions.csv")
+            _write_predictions(preds, data[2], result.test["predictions"], run_cfg.base)
+            tracker.log_artifacts(run_id, [preds], "")
+            trial.set_user_attr("test_exact_match", result.test["exact_match"])
+            if result.stop_reason:
+                trial.set_user_attr("stop_reason", result.stop_reason)
+            outcome = TrialOutcome(TrialState.COMPLETE, value, result.stop_reason)
+        except optuna.TrialPruned as exc:
+            outcome = TrialOutcome(TrialState.PRUNED, None, str(exc))
+        except KeyboardInterrupt:
+            _close(trial, tracker, run_id, ckpt_dir, TrialOutcome(TrialState.FAIL, None, "interrupted"))
+            raise
+        except Exception as exc:  # a failed trial is recorded and the study goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            log(f"trial {trial.number} failed: {mask(reason)}")
+            log(mask("".join(traceback.format_exception(exc, limit=-3))).rstrip())
+            outcome = TrialOutcome(TrialState.FAIL, None, reason)
+        _close(trial, tracker, run_id, ckpt_dir, outcome)
+    return outcome
+
+
+def _close(
+    trial: optuna.Trial, tracker: StudyTracker, run_id: str, ckpt_dir: Path, out: TrialOutcome
+) -> None:
+    if out.reason and out.state == TrialState.FAIL:
+        trial.set_user_attr("fail_reason", mask(out.reason))
+    if ckpt_dir.is_dir():
+        tracker.log_artifacts(run_id, sorted(ckpt_dir.glob("*.pt")), "checkpoints")
+    tracker.end_trial_run(run_id, out.state.name, out.reason if out.state == TrialState.FAIL else None)
+
+
+def _best(values: list[float], maximize: bool) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        raise FloatingPointError("no finite value of the study metric")
+    return max(finite) if maximize else min(finite)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,375 @@
+"""Create, resume and run a study: Optuna storage, samplers, pruners, workers, recovery.
+
+Workers use Optuna's ask-and-tell interface in a loop. "Count the trials, then ask for one"
+runs under a per-study lock, so N workers on one storage finish exactly ``n_trials``
+COMPLETE + PRUNED trials: failed or interrupted trials do not count and are replaced.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search.config import StudyConfig, parse_study
+from search.objective import run_trial
+from search.space import grid_search_space
+from search.storage import Locations, mask, prepare, study_lock
+from search.tracking import StudyTracker
+
+__all__ = [
+    "LaunchResult",
+    "StudyError",
+    "counts",
+    "create_or_load",
+    "launch",
+    "load_existing_study",
+    "open_storage",
+    "recover",
+    "summarize",
+    "worker_loop",
+]
+
+Log = Callable[[str], None]
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+CONFIG_ATTR = "config"
+# Settings that may change between launches of one study without changing what it measures.
+_FREE_KEYS = {("study", "n_trials"), ("study", "timeout"), ("study", "seed")}
+
+
+class StudyError(RuntimeError):
+    """A study that cannot be launched as asked (one line, exit code 2)."""
+
+
+@dataclass
+class LaunchResult:
+    study_name: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    exit_code: int = 0
+
+
+def open_storage(url: str, cfg: StudyConfig | None = None) -> optuna.storages.BaseStorage:
+    """Optuna RDB storage; on server databases with heartbeats and retry of stale trials."""
+    if url.startswith("sqlite:"):
+        # Several worker processes share one file: wait for locks instead of failing.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+    kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
+    if cfg is not None and cfg.study.heartbeat_interval:
+        kwargs["heartbeat_interval"] = cfg.study.heartbeat_interval
+        kwargs["grace_period"] = cfg.study.grace_period or 2 * cfg.study.heartbeat_interval
+        kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
+            max_retry=cfg.study.max_retries
+        )
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def make_sampler(cfg: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    seed = cfg.study.seed + worker_index  # distinct per worker, reproducible for one worker
+    kind = cfg.study.sampler
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, max(1, cfg.study.n_trials // 3)))
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if kind == "grid":
+        return optuna.samplers.GridSampler(grid_search_space(cfg.search), seed=seed)
+    raise ValueError(f"unknown sampler {kind!r}")
+
+
+def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    p = cfg.study.pruner
+    if p.type == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        )
+    if p.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
+        )
+    if p.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_resource, max_resource=cfg.training.epochs, reduction_factor=p.reduction_factor
+        )
+    return optuna.pruners.NopPruner()
+
+
+def _diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if path + (key,) in _FREE_KEYS:
+                continue
+            found = _diff(a.get(key), b.get(key), path + (key,))
+            if found is not None:
+                return found
+        return None
+    return None if a == b else path
+
+
+def create_or_load(
+    cfg: StudyConfig, storage: optuna.storages.BaseStorage, worker_index: int = 0
+) -> optuna.Study:
+    """The study of ``cfg`` (created if absent); refuses one made from a different study file."""
+    study = optuna.create_study(
+        study_name=cfg.study.name,
+        storage=storage,
+        direction=cfg.study.direction,
+        sampler=make_sampler(cfg, worker_index),
+        pruner=make_pruner(cfg),
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != cfg.study.direction:
+        raise StudyError(f"study '{cfg.study.name}' exists with direction {study.direction.name.lower()}")
+    saved = study.user_attrs.get(CONFIG_ATTR)
+    if saved is None:
+        study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
+    else:
+        key = _diff(saved, cfg.to_dict())
+        if key is not None:
+            raise StudyError(
+                f"study '{cfg.study.name}' already exists with a different {'.'.join(key)}; "
+                "give the study a new name to change what it measures"
+            )
+    return study
+
+
+def load_existing_study(name: str, storage_url: str) -> optuna.Study:
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known = ", ".join(names) if names else "none"
+        raise StudyError(f"no study named '{name}' in {mask(storage_url)} (studies: {known})") from None
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] += 1
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(study: optuna.Study, tracker: StudyTracker, log: Log) -> int:
+    """Close what dead workers left RUNNING: their trials become FAIL, their MLflow runs FAILED.
+
+    A RUNNING trial is a dead worker's when it ran on this host under a pid that is gone;
+    with heartbeats (server databases) Optuna also fails trials whose heartbeat went stale.
+    """
+    storage = study._storage
+    if isinstance(storage, optuna.storages.RDBStorage) and storage.is_heartbeat_enabled():
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        if worker.get("host") == host and not _alive(int(worker.get("pid", -1))):
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker died")
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            failed += 1
+    closed = tracker.close_orphans(study)
+    if failed or closed:
+        log(f"recovered: {failed} trial(s) of dead workers marked FAIL, {closed} MLflow run(s) closed")
+    return failed
+
+
+def summarize(study: optuna.Study) -> str:
+    c = counts(study)
+    line = f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed, {c['running']} running"
+    try:
+        best = study.best_trial
+        line += f" | best {best.value:.4f} (trial {best.number})"
+    except ValueError:
+        pass
+    return line
+
+
+def worker_loop(
+    cfg: StudyConfig,
+    locations: Locations,
+    worker_index: int = 0,
+    deadline: float | None = None,
+    log: Log = print,
+) -> int:
+    """Ask, run and tell trials until the study holds ``n_trials`` counted trials.
+
+    Returns the number of trials this worker ran. Raises KeyboardInterrupt after recording an
+    interrupted trial as FAIL ("interrupted") with its MLflow run FAILED.
+    """
+    import torch
+
+    torch.set_num_threads(cfg.training.threads)
+    storage = open_storage(locations.storage, cfg)
+    study = create_or_load(cfg, storage, worker_index)
+    tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+    engine = getattr(storage, "engine", None)
+    target = cfg.study.n_trials
+    max_failures = max(3, target)
+    data_cache: dict = {}
+    ran = failures = 0
+    while True:
+        if deadline is not None and time.time() >= deadline:
+            log("timeout reached: no new trials")
+            break
+        with study_lock(locations.storage, cfg.study.name, engine):
+            trials = study.get_trials(deepcopy=False)
+            done = sum(t.state in COUNTED for t in trials)
+            pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+            trial = study.ask() if done + pending < target else None
+        if trial is None:
+            if done >= target or pending == 0:
+                break
+            time.sleep(1.0)  # others' trials may still fail and need replacing
+            continue
+        outcome = run_trial(study, trial, cfg, tracker, log, data_cache)
+        if outcome.state == TrialState.COMPLETE:
+            study.tell(trial, outcome.value)
+        else:
+            study.tell(trial, state=outcome.state)
+        ran += 1
+        failures += outcome.state == TrialState.FAIL
+        tracker.update_parent(study)
+        extra = f" ({outcome.reason})" if outcome.reason and outcome.state != TrialState.COMPLETE else ""
+        value = f" value {outcome.value:.4f}" if outcome.value is not None else ""
+        log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {summarize(study)} of {target}")
+        if failures >= max_failures:
+            raise StudyError(f"{failures} trials failed in this worker; last reason: {outcome.reason}")
+    return ran
+
+
+def _worker_main(
+    cfg_dict: dict, source: str, locations: Locations, index: int, deadline: float | None
+) -> None:
+    """Entry point of a spawned worker process."""
+    cfg = parse_study(cfg_dict, source)
+    prefix = f"[w{index}] "
+
+    def log(msg: str) -> None:
+        print(prefix + msg, flush=True)
+
+    try:
+        worker_loop(cfg, locations, index, deadline, log)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except StudyError as exc:
+        log(f"error: {exc}")
+        sys.exit(1)
+
+
+def launch(
+    cfg: StudyConfig,
+    locations: Locations,
+    workers: int = 1,
+    log: Log = print,
+) -> LaunchResult:
+    """Create or resume the study and run ``workers`` processes until it holds ``n_trials``."""
+    prepare(locations)
+    storage = open_storage(locations.storage, cfg)
+    study = create_or_load(cfg, storage)
+    tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+    recover(study, tracker, log)
+    tracker.ensure_parent_run(study, _study_params(cfg), cfg.to_dict())
+    deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
+    before = counts(study)
+    log(
+        f"study '{cfg.study.name}': {before['complete'] + before['pruned']} of {cfg.study.n_trials} trials "
+        f"done; {workers} worker(s); storage {mask(locations.storage)}; tracking {mask(locations.tracking_uri)}"
+    )
+    interrupted, failed_workers = False, 0
+    try:
+        if workers == 1:
+            worker_loop(cfg, locations, 0, deadline, log)
+        else:
+            failed_workers = _run_processes(cfg, locations, workers, deadline)
+    except KeyboardInterrupt:
+        interrupted = True
+    except StudyError as exc:
+        log(f"error: {exc}")
+        failed_workers = 1
+    study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+    recover(study, tracker, log)
+    tracker.update_parent(study)
+    status = "KILLED" if interrupted else ("FAILED" if failed_workers else "FINISHED")
+    tracker.finish_parent_run(study, status)
+    result = _result(study, interrupted)
+    result.exit_code = 130 if interrupted else (1 if failed_workers else 0)
+    return result
+
+
+def _run_processes(cfg: StudyConfig, locations: Locations, workers: int, deadline: float | None) -> int:
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(cfg.to_dict(), cfg.source, locations, i, deadline),
+            name=f"collatz-hpo-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the whole process group: let every worker record its trial, then stop.
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        raise
+    return sum(p.exitcode not in (0, None) for p in procs)
+
+
+def _study_params(cfg: StudyConfig) -> dict[str, Any]:
+    s = cfg.study
+    return {
+        "study_name": s.name,
+        "metric": s.metric,
+        "direction": s.direction,
+        "n_trials": s.n_trials,
+        "sampler": s.sampler,
+        "pruner": s.pruner.type,
+        "seed": s.seed,
+        "data_range": list(cfg.data.range),
+        "train_size": cfg.data.train_size,
+        "epochs": cfg.training.epochs,
+    }
+
+
+def _result(study: optuna.Study, interrupted: bool) -> LaunchResult:
+    try:
+        best = study.best_trial
+    except ValueError:
+        best = None
+    return LaunchResult(
+        study_name=study.study_name,
+        counts=counts(study),
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        best_params=best.user_attrs.get("params", best.params) if best else {},
+        interrupted=interrupted,
+    )
