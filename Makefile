@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint clean ui learn
 
 $(BIN)/collatz-hpo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,16 +16,24 @@ $(BIN)/collatz-hpo: pyproject.toml
 setup: $(BIN)/collatz-hpo
 
 run: setup
-	$(BIN)/collatz-hpo train --seconds 60
+	$(BIN)/collatz-hpo launch studies/quick.toml --workers 2
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_study.py
 
 lint: setup
 	$(BIN)/ruff check core search tests benchmarks
 
 clean:
-	rm -rf $(VENV) mlruns/*.db checkpoints
+	# Build outputs only: mlruns/ holds your studies and is never removed here.
+	rm -rf $(VENV) checkpoints
+
+ui: setup
+	$(BIN)/collatz-hpo ui
+
+learn: setup
+	$(BIN)/collatz-hpo train --seconds 180

@@ -56,7 +56,9 @@ def bench_data(n: int, base: int = 24) -> None:
     t_item = best_of(per_item, 2)
     rate_vec = n / t_vec
     rate_item = len(small) / t_item
-    print(f"[data] vectorized κ + encoding, odd n < 2^40, base {base}, 1 core: {rate_vec / 1e6:.2f} M samples/s")
+    print(
+        f"[data] vectorized κ + encoding, odd n < 2^40, base {base}, 1 core: {rate_vec / 1e6:.2f} M samples/s"
+    )
     print(f"[data] per-item Python pipeline:                         {rate_item / 1e6:.3f} M samples/s")
     print(f"[data] speed-up: {rate_vec / rate_item:.0f}x")
 
@@ -73,8 +75,14 @@ def bench_training(threads: int, steps: int, batch: int = 256) -> None:
     torch.manual_seed(0)
     train, _, _ = make_splits((1, 2**20), [batch * steps, 1, 1], 24, seed=0)
     model = CollatzTransformer(
-        train.vocab_size, d_model=128, nhead=4, num_layers=2, num_decoder_layers=1,
-        dim_feedforward=512, dropout=0.0, max_seq_length=train.max_length,
+        train.vocab_size,
+        d_model=128,
+        nhead=4,
+        num_layers=2,
+        num_decoder_layers=1,
+        dim_feedforward=512,
+        dropout=0.0,
+        max_seq_length=train.max_length,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=0)

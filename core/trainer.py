@@ -32,6 +32,7 @@ HISTORY_KEYS = (
     "lr",
     "samples_per_sec",
     "epoch_time",
+    "val_time",
 )
 
 
@@ -290,7 +291,9 @@ class Trainer:
         for epoch in range(self.epoch + 1, last_epoch + 1):
             metrics = self._train_epoch(epoch, self.optimizer, criterion)
             if self.val_loader is not None:
+                started = time.perf_counter()
                 val = self.evaluate(criterion=criterion)
+                val["val_time"] = time.perf_counter() - started
                 self.last_val_correct = val.pop("correct")
                 metrics.update(val)
             metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])

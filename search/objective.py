@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import socket
+import signal
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -102,8 +101,12 @@ class TrialCallback(Callback):
     ) -> None:
         self.trial, self.tracker, self.run_id = trial, tracker, run_id
         self.metric, self.val, self.epochs, self.log = metric, val, epochs, log
+        self.compute_seconds = 0.0  # inside training and validation, for the overhead benchmark
+        self.train_steps = 0
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self.compute_seconds += metrics.get("epoch_time", 0.0) + metrics.get("val_time", 0.0)
+        self.train_steps = trainer.global_step
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         correct = getattr(trainer, "last_val_correct", None)
         if correct is not None:
@@ -149,7 +152,6 @@ def run_trial(
     """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
     params = suggest(trial, cfg.search)
     trial.set_user_attr("params", params)
-    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
     run_cfg = run_config_for(cfg, params, trial.number)
     config = {"study": cfg.study.name, "trial": trial.number, "params": params, "run": run_cfg.to_dict()}
     mlflow_params = {**run_cfg.to_dict(), "trial_number": trial.number}
@@ -158,12 +160,14 @@ def run_trial(
     maximize = cfg.study.direction == "maximize"
     with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-", dir=scratch) as tmp:
         ckpt_dir = Path(tmp, "checkpoints")
+        cb: TrialCallback | None = None
         try:
             if run_cfg.base not in data_cache:
                 data_cache[run_cfg.base] = build_data(run_cfg)
             data = data_cache[run_cfg.base]
             cb = TrialCallback(trial, tracker, run_id, cfg.study.metric, data[1], run_cfg.epochs, log)
             result = execute(run_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
+            cb.compute_seconds += result.eval_seconds
             value = _best(result.history[cfg.study.metric], maximize)
             test = flatten_test_metrics(result.test)
             tracker.log_metrics(run_id, {**test, "best_epoch": result.best_epoch}, step=result.best_epoch)
@@ -177,6 +181,7 @@ def run_trial(
         except optuna.TrialPruned as exc:
             outcome = TrialOutcome(TrialState.PRUNED, None, str(exc))
         except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
             _close(trial, tracker, run_id, ckpt_dir, TrialOutcome(TrialState.FAIL, None, "interrupted"))
             raise
         except Exception as exc:  # a failed trial is recorded and the study goes on
@@ -184,6 +189,8 @@ def run_trial(
             log(f"trial {trial.number} failed: {mask(reason)}")
             log(mask("".join(traceback.format_exception(exc, limit=-3))).rstrip())
             outcome = TrialOutcome(TrialState.FAIL, None, reason)
+        trial.set_user_attr("compute_seconds", round(cb.compute_seconds, 3) if cb else 0.0)
+        trial.set_user_attr("train_steps", cb.train_steps if cb else 0)
         _close(trial, tracker, run_id, ckpt_dir, outcome)
     return outcome
 

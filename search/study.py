@@ -207,6 +207,15 @@ def summarize(study: optuna.Study) -> str:
     return line
 
 
+def quiet_libraries() -> None:
+    """Our progress lines are the output; Optuna's and MLflow's INFO chatter is not."""
+    import logging
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def worker_loop(
     cfg: StudyConfig,
     locations: Locations,
@@ -221,6 +230,7 @@ def worker_loop(
     """
     import torch
 
+    quiet_libraries()
     torch.set_num_threads(cfg.training.threads)
     storage = open_storage(locations.storage, cfg)
     study = create_or_load(cfg, storage, worker_index)
@@ -239,12 +249,19 @@ def worker_loop(
             done = sum(t.state in COUNTED for t in trials)
             pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
             trial = study.ask() if done + pending < target else None
+            if trial is not None:  # lets `recover` tell a dead worker's trial from a live one
+                trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         if trial is None:
             if done >= target or pending == 0:
                 break
             time.sleep(1.0)  # others' trials may still fail and need replacing
             continue
-        outcome = run_trial(study, trial, cfg, tracker, log, data_cache)
+        try:
+            outcome = run_trial(study, trial, cfg, tracker, log, data_cache)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)  # run_trial recorded "interrupted"
+            log(f"trial {trial.number} FAIL (interrupted) | {summarize(study)} of {target}")
+            raise
         if outcome.state == TrialState.COMPLETE:
             study.tell(trial, outcome.value)
         else:
@@ -286,6 +303,7 @@ def launch(
     log: Log = print,
 ) -> LaunchResult:
     """Create or resume the study and run ``workers`` processes until it holds ``n_trials``."""
+    quiet_libraries()
     prepare(locations)
     storage = open_storage(locations.storage, cfg)
     study = create_or_load(cfg, storage)
@@ -335,11 +353,16 @@ def _run_processes(cfg: StudyConfig, locations: Locations, workers: int, deadlin
         for p in procs:
             p.join()
     except KeyboardInterrupt:
-        # Ctrl-C reached the whole process group: let every worker record its trial, then stop.
+        # Ctrl-C reaches the whole process group; a SIGINT sent to this process alone is
+        # passed on. Each worker records its running trial as interrupted, then stops.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGINT)
         for p in procs:
             p.join(timeout=60)
             if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+                p.terminate()
         raise
     return sum(p.exitcode not in (0, None) for p in procs)
 

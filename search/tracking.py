@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from search.storage import mask
 
-__all__ = ["STATUS_OF_STATE", "StudyTracker", "class_metrics", "flatten_test_metrics"]
+__all__ = ["STATUS_OF_STATE", "ExperimentTracker", "StudyTracker", "class_metrics", "flatten_test_metrics"]
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 ROLE_TAG = "collatz_hpo.role"
@@ -218,3 +218,82 @@ class StudyTracker:
             path = Path(tmp, name)
             path.write_text(mask(json.dumps(data, indent=2, default=str)))
             self.client.log_artifact(run_id, str(path))
+
+
+class ExperimentTracker:
+    """The guide's tracker API on MLflow: one run per tracker, always ended.
+
+    ``ExperimentTracker(backend="mlflow", project_name=..., experiment_name=...)`` logs to the
+    MLflow experiment ``project_name`` in a run named ``experiment_name``; the default store
+    is the embedded one under ./mlruns. Use it as a context manager, or call ``finish()``.
+    ``callback()`` gives a core ``Callback`` that logs every epoch's metrics.
+    """
+
+    def __init__(
+        self,
+        backend: str = "mlflow",
+        project_name: str = "collatz-transformer",
+        experiment_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        if backend != "mlflow":
+            raise ValueError(
+                f"backend {backend!r} is not supported: collatz-hpo tracks with MLflow; use backend='mlflow'"
+            )
+        from search.storage import prepare, resolve_locations
+
+        loc = resolve_locations(None, tracking_uri)
+        prepare(loc)
+        self.client = MlflowClient(tracking_uri=loc.tracking_uri)
+        exp = self.client.get_experiment_by_name(project_name)
+        if exp is None:
+            location = Path(loc.artifact_root, project_name).as_uri() if loc.artifact_root else None
+            experiment_id = self.client.create_experiment(project_name, artifact_location=location)
+        else:
+            experiment_id = exp.experiment_id
+        run = self.client.create_run(experiment_id, run_name=experiment_name, tags=dict(tags or {}))
+        self.run_id = run.info.run_id
+        self.finished = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        flat = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+        self.client.log_batch(self.run_id, params=_clean_params(flat))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, step or 0) for k, v in _finite(metrics).items()]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if not self.finished:
+            self.client.set_terminated(self.run_id, status=status)
+            self.finished = True
+
+    def callback(self) -> Any:
+        from core import Callback
+
+        tracker = self
+
+        class _EpochMetrics(Callback):
+            def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+                tracker.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+
+        return _EpochMetrics()
+
+    def __enter__(self) -> ExperimentTracker:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish("FINISHED" if exc_type is None else "FAILED")
+
+    def __del__(self) -> None:  # a forgotten finish() must not leave the run RUNNING
+        try:
+            if not self.finished:
+                self.finish("FINISHED")
+        except Exception:
+            pass
