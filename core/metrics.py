@@ -69,27 +69,32 @@ def compute_exact_match(predictions: torch.Tensor, targets: torch.Tensor) -> flo
     return float(match.float().mean()) if match.numel() else 0.0
 
 
-def classify_error(n: int, prediction: int, max_extra_k: int = 8) -> str:
+def classify_error(n: int, prediction: int, max_extra_k: int = 2, slack: int = 1) -> str:
     """Why ``prediction`` is not κ(n): 'wrong_k_prime', 'wrong_k' or 'other'.
 
-    The long step of class (k₂, k′₂) applied to n is ⌊(3^k₂·(n+1) − 2^k₂) / 2^(k₂+k′₂)⌋; for
-    the true class it is exactly κ(n). A prediction that equals this for another class is
-    right arithmetic with a wrong loop length: 'wrong_k_prime' when only k′ differs (κ·2^j,
-    or κ with too many halvings), 'wrong_k' when k differs. For k₂ > k the division is not
-    exact and the floor is what digit-level arithmetic produces. k₂ is tried up to
-    k + ``max_extra_k``; each k₂ leaves one candidate k′₂, so random errors almost never match.
+    Applied to n, the long step of class (k₂, k′₂) is (3^k₂·(n+1) − 2^k₂) / 2^(k₂+k′₂); for the
+    true class it is exactly κ(n). A prediction within ``slack`` of this value for another class
+    is right arithmetic with a wrong loop length: 'wrong_k_prime' when only k′ differs (κ·2^j,
+    or κ/2^j), 'wrong_k' when k differs. The slack of 1 admits the rounding that a model which
+    only ever writes odd numbers must make (κ·2 is even; κ/2 is not an integer). k₂ is tried
+    up to k + ``max_extra_k``; each k₂ leaves at most three candidate k′₂ (by magnitude), so a
+    random wrong number almost never matches.
     """
     kappa = long_step(n)
     if prediction == kappa:
         raise ValueError(f"prediction {prediction} is κ({n}): not an error")
     if prediction <= 0:
         return "other"
-    k, _ = loop_lengths(n)
-    for k2 in range(1, k + max_extra_k + 1):
+    k, k_prime = loop_lengths(n)
+    for k2 in (k, *range(1, k), *range(k + 1, k + max_extra_k + 1)):  # true k first: κ·2^j, κ/2^j
         numerator = 3**k2 * (n + 1) - 2**k2
-        shift = numerator.bit_length() - prediction.bit_length()
-        if shift >= k2 and numerator >> shift == prediction:
-            return "wrong_k_prime" if k2 == k else "wrong_k"
+        guess = numerator.bit_length() - prediction.bit_length()
+        for shift in (guess, guess - 1, guess + 1):
+            if shift < k2 or (k2 == k and shift == k + k_prime):
+                continue
+            # |prediction − numerator / 2^shift| <= slack, in exact integer arithmetic
+            if abs((prediction << shift) - numerator) <= slack << shift:
+                return "wrong_k_prime" if k2 == k else "wrong_k"
     return "other"
 
 

@@ -7,6 +7,7 @@ COMPLETE + PRUNED trials: failed or interrupted trials do not count and are repl
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -51,6 +52,15 @@ class StudyError(RuntimeError):
 
 
 @dataclass
+class WorkerStats:
+    """Where one worker's time went: whole trial loops vs training and evaluation inside them."""
+
+    trials: int = 0
+    loop_seconds: float = 0.0  # ask → train → tell → parent-run update, summed over trials
+    compute_seconds: float = 0.0  # training epochs, validation and test evaluation
+
+
+@dataclass
 class LaunchResult:
     study_name: str
     counts: dict[str, int]
@@ -59,6 +69,7 @@ class LaunchResult:
     best_params: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     exit_code: int = 0
+    workers: list[WorkerStats] = field(default_factory=list)
 
 
 def open_storage(url: str, cfg: StudyConfig | None = None) -> optuna.storages.BaseStorage:
@@ -222,10 +233,10 @@ def worker_loop(
     worker_index: int = 0,
     deadline: float | None = None,
     log: Log = print,
-) -> int:
+) -> WorkerStats:
     """Ask, run and tell trials until the study holds ``n_trials`` counted trials.
 
-    Returns the number of trials this worker ran. Raises KeyboardInterrupt after recording an
+    Returns what this worker ran and where its time went. Raises KeyboardInterrupt after recording an
     interrupted trial as FAIL ("interrupted") with its MLflow run FAILED.
     """
     import torch
@@ -239,8 +250,10 @@ def worker_loop(
     target = cfg.study.n_trials
     max_failures = max(3, target)
     data_cache: dict = {}
-    ran = failures = 0
+    stats = WorkerStats()
+    failures = 0
     while True:
+        started = time.perf_counter()
         if deadline is not None and time.time() >= deadline:
             log("timeout reached: no new trials")
             break
@@ -266,21 +279,23 @@ def worker_loop(
             study.tell(trial, outcome.value)
         else:
             study.tell(trial, state=outcome.state)
-        ran += 1
         failures += outcome.state == TrialState.FAIL
         tracker.update_parent(study)
+        stats.trials += 1
+        stats.loop_seconds += time.perf_counter() - started
+        stats.compute_seconds += trial.user_attrs.get("compute_seconds", 0.0)
         extra = f" ({outcome.reason})" if outcome.reason and outcome.state != TrialState.COMPLETE else ""
         value = f" value {outcome.value:.4f}" if outcome.value is not None else ""
         log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {summarize(study)} of {target}")
         if failures >= max_failures:
             raise StudyError(f"{failures} trials failed in this worker; last reason: {outcome.reason}")
-    return ran
+    return stats
 
 
 def _worker_main(
-    cfg_dict: dict, source: str, locations: Locations, index: int, deadline: float | None
+    cfg_dict: dict, source: str, locations: Locations, index: int, deadline: float | None, queue: Any
 ) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a spawned worker process; its stats go back through ``queue``."""
     cfg = parse_study(cfg_dict, source)
     prefix = f"[w{index}] "
 
@@ -288,7 +303,7 @@ def _worker_main(
         print(prefix + msg, flush=True)
 
     try:
-        worker_loop(cfg, locations, index, deadline, log)
+        queue.put(dataclasses.asdict(worker_loop(cfg, locations, index, deadline, log)))
     except KeyboardInterrupt:
         sys.exit(130)
     except StudyError as exc:
@@ -313,15 +328,17 @@ def launch(
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     before = counts(study)
     log(
-        f"study '{cfg.study.name}': {before['complete'] + before['pruned']} of {cfg.study.n_trials} trials "
-        f"done; {workers} worker(s); storage {mask(locations.storage)}; tracking {mask(locations.tracking_uri)}"
+        f"study '{cfg.study.name}': {before['complete'] + before['pruned']} of {cfg.study.n_trials} "
+        f"trials done; {workers} worker(s); storage {mask(locations.storage)}; "
+        f"tracking {mask(locations.tracking_uri)}"
     )
     interrupted, failed_workers = False, 0
+    stats: list[WorkerStats] = []
     try:
         if workers == 1:
-            worker_loop(cfg, locations, 0, deadline, log)
+            stats.append(worker_loop(cfg, locations, 0, deadline, log))
         else:
-            failed_workers = _run_processes(cfg, locations, workers, deadline)
+            failed_workers = _run_processes(cfg, locations, workers, deadline, stats)
     except KeyboardInterrupt:
         interrupted = True
     except StudyError as exc:
@@ -334,15 +351,19 @@ def launch(
     tracker.finish_parent_run(study, status)
     result = _result(study, interrupted)
     result.exit_code = 130 if interrupted else (1 if failed_workers else 0)
+    result.workers = stats
     return result
 
 
-def _run_processes(cfg: StudyConfig, locations: Locations, workers: int, deadline: float | None) -> int:
+def _run_processes(
+    cfg: StudyConfig, locations: Locations, workers: int, deadline: float | None, stats: list[WorkerStats]
+) -> int:
     ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(cfg.to_dict(), cfg.source, locations, i, deadline),
+            args=(cfg.to_dict(), cfg.source, locations, i, deadline, queue),
             name=f"collatz-hpo-worker-{i}",
         )
         for i in range(workers)
@@ -364,6 +385,8 @@ def _run_processes(cfg: StudyConfig, locations: Locations, workers: int, deadlin
             if p.is_alive():
                 p.terminate()
         raise
+    while not queue.empty():
+        stats.append(WorkerStats(**queue.get()))
     return sum(p.exitcode not in (0, None) for p in procs)
 
 

@@ -1,0 +1,353 @@
+"""The training loop: learning, history, early stopping, checkpoints, resume, schedulers, callbacks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from core import (
+    BatchIterator,
+    Callback,
+    CollatzDataset,
+    CollatzTransformer,
+    StopTraining,
+    Trainer,
+    compute_exact_match,
+    load_checkpoint,
+    long_step,
+    make_splits,
+)
+
+REQUIRED_HISTORY = ("train_loss", "val_loss", "val_accuracy", "val_exact_match", "lr")
+
+
+def tiny_model(vocab_size: int, seed: int = 0, d_model: int = 16, nhead: int = 2) -> CollatzTransformer:
+    torch.manual_seed(seed)
+    return CollatzTransformer(
+        vocab_size,
+        d_model=d_model,
+        nhead=nhead,
+        num_layers=1,
+        num_decoder_layers=1,
+        dropout=0.0,
+        max_seq_length=16,
+    )
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[CollatzDataset, CollatzDataset]:
+    train, val = make_splits((1, 10**5), [96, 32], base=10, seed=0)
+    return train, val
+
+
+def make_trainer(
+    splits: tuple[CollatzDataset, CollatzDataset],
+    model: CollatzTransformer,
+    checkpoint_dir: Path | None = None,
+    callbacks: list[Callback] | None = None,
+    max_grad_norm: float | None = 1.0,
+) -> Trainer:
+    train, val = splits
+    return Trainer(
+        model,
+        BatchIterator(train, 16, seed=11),
+        BatchIterator(val, 64, shuffle=False),
+        device="cpu",
+        checkpoint_dir=checkpoint_dir,
+        callbacks=callbacks or [],
+        max_grad_norm=max_grad_norm,
+        log=None,
+    )
+
+
+def test_overfits_a_few_hundred_examples() -> None:
+    data = CollatzDataset((1, 2**12), 256, base=24, seed=0)
+    torch.manual_seed(0)
+    model = CollatzTransformer(
+        data.vocab_size,
+        d_model=64,
+        nhead=4,
+        num_layers=1,
+        num_decoder_layers=1,
+        dropout=0.0,
+        max_seq_length=16,
+    )
+    epochs = 60
+    trainer = Trainer(
+        model,
+        BatchIterator(data, 32, seed=0),
+        BatchIterator(data, 256, shuffle=False),
+        device="cpu",
+        log=None,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    history = trainer.train(epochs, optimizer, lr_scheduler=scheduler, save_best=False)
+    assert history["train_loss"][-1] < history["train_loss"][0] / 20
+    assert history["val_exact_match"][-1] == 1.0
+    assert history["val_accuracy"][-1] == 1.0
+    # independently of the trainer: greedy decoding spells κ(n) for every training input
+    predictions = model.generate(data.input_ids.long())
+    assert compute_exact_match(predictions, data.target_ids.long()) == 1.0
+    assert data.encoder.decode_batch(predictions) == [long_step(int(n)) for n in data.values]
+
+
+def test_history_has_every_metric_per_epoch(splits: tuple[CollatzDataset, CollatzDataset]) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    trainer = make_trainer(splits, model)
+    history = trainer.train(3, torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert history is trainer.history
+    assert history["epoch"] == [1, 2, 3]
+    for key in REQUIRED_HISTORY:
+        assert len(history[key]) == 3, key
+        assert all(math.isfinite(v) for v in history[key]), key
+    assert all(0.0 <= v <= 1.0 for v in history["val_accuracy"] + history["val_exact_match"])
+    assert history["lr"] == [1e-3] * 3
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    # the last recorded validation is the model as it ended
+    again = trainer.evaluate()
+    assert again["val_loss"] == pytest.approx(history["val_loss"][-1], rel=1e-6)
+    assert again["val_exact_match"] == history["val_exact_match"][-1]
+    assert again["correct"].shape == (len(splits[1]),)
+
+
+def test_a_further_train_call_trains_more_epochs(splits: tuple[CollatzDataset, CollatzDataset]) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    trainer = make_trainer(splits, model)
+    trainer.train(2, torch.optim.Adam(model.parameters(), lr=1e-3))
+    history = trainer.train(1)
+    assert history["epoch"] == [1, 2, 3]
+
+
+def test_early_stopping_when_val_loss_plateaus(splits: tuple[CollatzDataset, CollatzDataset]) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = make_trainer(splits, model)
+    history = trainer.train(10, torch.optim.SGD(model.parameters(), lr=0.0), early_stopping_patience=2)
+    assert history["epoch"] == [1, 2, 3]
+    assert len(set(history["val_loss"])) == 1
+    assert trainer.best_epoch == 1
+    assert trainer.stop_reason is not None and "early stopping" in trainer.stop_reason
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+    plain = make_trainer(splits, tiny_model(splits[0].vocab_size))
+    assert plain.train(4, torch.optim.SGD(plain.model.parameters(), lr=0.0))["epoch"] == [1, 2, 3, 4]
+    assert plain.stop_reason is None
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        state = trainer.optimizer.state_dict()["state"] if trainer.optimizer else {}
+        steps = sorted({int(s["step"]) for s in state.values()}) if state else []
+        self.events.append(("start", (trainer.epoch, steps)))
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self.events.append(("epoch", epoch))
+
+    def on_checkpoint(self, trainer: Trainer, path: Path, kind: str) -> None:
+        self.events.append(("checkpoint", (path.name, kind)))
+
+    def on_train_end(self, trainer: Trainer, history: dict[str, list[float]]) -> None:
+        self.events.append(("end", len(history["epoch"])))
+
+
+def test_checkpoints(splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    recorder = Recorder()
+    trainer = make_trainer(splits, model, tmp_path, [recorder])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    trainer.train(3, optimizer, lr_scheduler=scheduler, save_every=2, save_best=True)
+
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]
+    assert {"last.pt", "best.pt", "epoch_0002.pt"} <= set(names)
+    assert "epoch_0001.pt" not in names and "epoch_0003.pt" not in names
+
+    last = load_checkpoint(tmp_path / "last.pt")
+    for key in ("model_config", "model_state", "optimizer_state", "scheduler_state", "epoch", "history"):
+        assert key in last, key
+    assert last["epoch"] == 3
+    assert last["model_config"] == model.config.to_dict()
+    assert last["optimizer_state"]["state"]  # Adam moments are stored
+    assert last["scheduler_state"]["last_epoch"] == 3
+    assert last["history"]["epoch"] == [1, 2, 3]
+    assert last["history"]["val_loss"] == trainer.history["val_loss"]
+    assert load_checkpoint(tmp_path / "epoch_0002.pt")["epoch"] == 2
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] == trainer.best_epoch
+    assert trainer.history["val_loss"][best["epoch"] - 1] == min(trainer.history["val_loss"])
+
+    rebuilt = CollatzTransformer.from_checkpoint(tmp_path / "last.pt").eval()
+    src, tgt = next(iter(BatchIterator(splits[1], 8, shuffle=False)))
+    model.eval()
+    tgt_in = CollatzTransformer.shift_right(tgt)
+    assert torch.equal(rebuilt(src, tgt_in), model(src, tgt_in))
+
+    kinds = [e[1] for e in recorder.events if e[0] == "checkpoint"]
+    assert ("last.pt", "last") in kinds and ("epoch_0002.pt", "periodic") in kinds
+    assert ("best.pt", "best") in kinds
+    assert recorder.events[-1] == ("end", 3)
+
+
+def test_no_validation_loader(splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    trainer = Trainer(model, BatchIterator(splits[0], 32), device="cpu", checkpoint_dir=tmp_path, log=None)
+    history = trainer.train(2, save_best=True, early_stopping_patience=1)
+    assert history["epoch"] == [1, 2]
+    assert all(math.isnan(v) for v in history["val_loss"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def run_with_step_lr(
+    splits: tuple[CollatzDataset, CollatzDataset],
+    checkpoint_dir: Path,
+    num_epochs: int,
+    model_seed: int = 0,
+    resume_from: Path | None = None,
+    callbacks: list[Callback] | None = None,
+) -> Trainer:
+    model = tiny_model(splits[0].vocab_size, seed=model_seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    trainer = make_trainer(splits, model, checkpoint_dir, callbacks)
+    trainer.train(num_epochs, optimizer, lr_scheduler=scheduler, resume_from=resume_from)
+    return trainer
+
+
+def test_resume_equals_an_uninterrupted_run(
+    splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path
+) -> None:
+    batches = len(BatchIterator(splits[0], 16))
+    first = run_with_step_lr(splits, tmp_path / "a", 2)
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["epoch"] == 2
+
+    recorder = Recorder()
+    resumed = run_with_step_lr(
+        splits, tmp_path / "b", 4, model_seed=99, resume_from=tmp_path / "a" / "last.pt", callbacks=[recorder]
+    )
+    straight = run_with_step_lr(splits, tmp_path / "c", 4)
+
+    # continues at epoch 3 with the optimizer state of epoch 2
+    assert recorder.events[0] == ("start", (2, [2 * batches]))
+    assert [e[1] for e in recorder.events if e[0] == "epoch"] == [3, 4]
+    assert resumed.history["epoch"] == [1, 2, 3, 4]
+    assert resumed.history["val_loss"][:2] == first.history["val_loss"]
+    for key in ("train_loss", "val_loss", "val_exact_match", "lr"):
+        assert resumed.history[key] == straight.history[key], key
+    assert resumed.global_step == straight.global_step == 4 * batches
+
+    opt_r = resumed.optimizer.state_dict()["state"]
+    opt_s = straight.optimizer.state_dict()["state"]
+    assert opt_r.keys() == opt_s.keys()
+    for i in opt_r:
+        assert int(opt_r[i]["step"]) == int(opt_s[i]["step"]) == 4 * batches
+        assert torch.equal(opt_r[i]["exp_avg"], opt_s[i]["exp_avg"])
+    assert resumed.lr_scheduler.last_epoch == straight.lr_scheduler.last_epoch == 4
+
+    for (name, a), b in zip(resumed.model.named_parameters(), straight.model.parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(
+    splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path
+) -> None:
+    run_with_step_lr(splits, tmp_path, 1)
+    other = tiny_model(splits[0].vocab_size, d_model=32, nhead=4)
+    with pytest.raises(ValueError, match="model config"):
+        make_trainer(splits, other).train(2, resume_from=tmp_path / "last.pt")
+
+
+def test_step_lr_is_reflected_in_history(splits: tuple[CollatzDataset, CollatzDataset]) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    history = make_trainer(splits, model).train(4, optimizer, lr_scheduler=scheduler)
+    assert history["lr"] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_reduce_lr_on_plateau_is_reflected_in_history(splits: tuple[CollatzDataset, CollatzDataset]) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    # The optimizer moves only a dummy parameter: the model, hence val_loss, stays on a plateau.
+    dummy = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([dummy], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=0)
+    history = make_trainer(splits, model).train(4, optimizer, lr_scheduler=scheduler)
+    assert history["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+
+    # with real learning val_loss keeps improving and the lr stays
+    model = tiny_model(splits[0].vocab_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=5)
+    history = make_trainer(splits, model).train(3, optimizer, lr_scheduler=scheduler)
+    assert history["lr"] == pytest.approx([3e-3] * 3)
+
+
+class Boom(Exception):
+    pass
+
+
+class RaiseAt(Callback):
+    def __init__(self, epoch: int, exc: Exception) -> None:
+        self.epoch, self.exc = epoch, exc
+        self.ended = False
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.epoch:
+            raise self.exc
+
+    def on_train_end(self, trainer: Trainer, history: dict[str, list[float]]) -> None:
+        self.ended = True
+
+
+def test_a_raising_callback_propagates_and_leaves_consistent_checkpoints(
+    splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path
+) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    trainer = make_trainer(splits, model, tmp_path, [RaiseAt(2, Boom("pruned"))])
+    with pytest.raises(Boom, match="pruned"):
+        trainer.train(5, torch.optim.Adam(model.parameters(), lr=1e-3))
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 2
+    assert last["history"]["epoch"] == [1, 2]
+    rebuilt = CollatzTransformer.from_checkpoint(tmp_path / "last.pt")
+    for a, b in zip(rebuilt.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # and training can go on from there
+    resumed = make_trainer(splits, tiny_model(splits[0].vocab_size))
+    assert resumed.train(3, resume_from=tmp_path / "last.pt")["epoch"] == [1, 2, 3]
+
+
+def test_stop_training_ends_training_normally(splits: tuple[CollatzDataset, CollatzDataset]) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    callback = RaiseAt(2, StopTraining("time budget reached"))
+    trainer = make_trainer(splits, model, callbacks=[callback])
+    history = trainer.train(5, torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert history["epoch"] == [1, 2]
+    assert trainer.stop_reason == "time budget reached"
+    assert callback.ended
+
+
+class NanLoss(nn.Module):
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * float("nan")
+
+
+@pytest.mark.parametrize("how", ["criterion", "huge_lr"])
+def test_nan_loss_raises(splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path, how: str) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    trainer = make_trainer(splits, model, tmp_path, max_grad_norm=None)
+    with pytest.raises(FloatingPointError, match="train loss"):
+        if how == "criterion":
+            trainer.train(2, torch.optim.Adam(model.parameters(), lr=1e-3), criterion=NanLoss())
+        else:
+            trainer.train(2, torch.optim.SGD(model.parameters(), lr=1e30))
+    assert not (tmp_path / "last.pt").exists()  # a diverged model is never checkpointed
