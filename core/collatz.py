@@ -137,7 +137,10 @@ def long_steps(values: np.ndarray | list[int]) -> LongSteps:
     # Overflowing elements: recompute exactly and widen κ to Python ints.
     idx = np.flatnonzero(~fits)
     exact = _exact([int(v) for v in n[idx].tolist()])
+    kp[idx] = exact.k_prime
+    if exact.kappa.dtype == np.uint64:  # the intermediate overflowed, κ itself fits
+        kappa[idx] = exact.kappa
+        return LongSteps(kappa, k, kp)
     kappa_obj = kappa.astype(object)
     kappa_obj[idx] = exact.kappa.astype(object)
-    kp[idx] = exact.k_prime
     return LongSteps(kappa_obj, k, kp)

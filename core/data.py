@@ -119,6 +119,8 @@ class CollatzDataset(Dataset):
         if values is None:
             values = sample_odd(self.start_range, num_samples, seed)
         self.values = np.asarray(values, dtype=np.uint64)
+        if np.unique(self.values).size != self.values.size:
+            raise ValueError("values must be distinct: a repeated input would leak between splits")
         lo, hi = self.start_range
         if self.values.size and (int(self.values.min()) < lo or int(self.values.max()) >= hi):
             raise ValueError(f"values fall outside start_range [{lo}, {hi})")

@@ -131,6 +131,14 @@ def test_vectorized_kappa_beyond_64_bits_is_exact() -> None:
     assert int(steps.k[2]) == 64
 
 
+def test_vectorized_overflowing_intermediate_with_64_bit_kappa_stays_uint64() -> None:
+    # a = 3^41 − 1 overflows uint64, but κ(2^41 − 1) = (3^41 − 1) / 2 < 2^64 fits.
+    steps = long_steps(np.array([2**41 - 1, 27], dtype=np.uint64))
+    assert steps.kappa.dtype == np.uint64
+    assert int(steps.kappa[0]) == (3**41 - 1) // 2
+    assert int(steps.kappa[1]) == 31
+
+
 @pytest.mark.parametrize("n", [2**41 - 1, 2**63 + 1, 2**64 - 1, 2**64 - 3])
 def test_vectorized_single_edge_values(n: int) -> None:
     assert_matches_scalar([n], long_steps(np.array([n], dtype=np.uint64)))

@@ -138,7 +138,7 @@ def test_derived_max_length_fits_every_kappa_of_the_range(base: int, hi: int) ->
 
 def test_derived_max_length_fits_worst_cases_of_a_big_range() -> None:
     hi = 2**40
-    worst = [2**j - 1 for j in range(1, 41)] + [hi - 1, 3**25 | 1]
+    worst = [2**j - 1 for j in range(1, 41)] + [3**25 | 1]  # 2^40 − 1 = hi − 1 is the last
     for base in (2, 24, 64):
         ds = CollatzDataset.from_values(worst, (1, hi), base)
         assert ds.encoder.decode_batch(ds.target_ids) == [long_step(n) for n in worst]
@@ -255,3 +255,8 @@ def test_from_values_rejects_values_outside_the_range() -> None:
         CollatzDataset.from_values([3, 5, 10_001], (1, 10_000), 10)
     with pytest.raises(ValueError):
         CollatzDataset.from_values([3, 6], (1, 10_000), 10)
+
+
+def test_from_values_rejects_repeated_values() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        CollatzDataset.from_values([3, 5, 3], (1, 100), 24)
