@@ -148,6 +148,7 @@ def run_trial(
     log: Log,
     data_cache: dict[int, tuple[CollatzDataset, CollatzDataset, CollatzDataset]],
     scratch: str | Path | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
     params = suggest(trial, cfg.search)
@@ -155,7 +156,7 @@ def run_trial(
     run_cfg = run_config_for(cfg, params, trial.number)
     config = {"study": cfg.study.name, "trial": trial.number, "params": params, "run": run_cfg.to_dict()}
     mlflow_params = {**run_cfg.to_dict(), "trial_number": trial.number}
-    run_id = tracker.start_trial_run(study, trial, mlflow_params, config)
+    run_id = tracker.start_trial_run(study, trial, mlflow_params, config, tags)
     log(f"trial {trial.number} started: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
     maximize = cfg.study.direction == "maximize"
     with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-", dir=scratch) as tmp:

@@ -166,8 +166,10 @@ def evaluate_test(
     model.eval()
     preds = []
     width = test.target_ids.shape[1]
-    for src, tgt in BatchIterator(test, batch_size, shuffle=False):
-        out = model.generate(src.to(device), max_new_tokens=tgt.shape[1]).cpu()
+    for src, _ in BatchIterator(test, batch_size, shuffle=False):
+        # Decode up to the full max length, as a served model does: the recorded predictions are
+        # the model's answers, not answers cut at the longest true κ of the batch.
+        out = model.generate(src.to(device), max_new_tokens=width).cpu()
         preds.append(torch.nn.functional.pad(out, (0, width - out.shape[1])))
     predictions = torch.cat(preds)
     metrics = compute_collatz_metrics(predictions, test.target_ids.long(), test.values, test.base)

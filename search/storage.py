@@ -82,14 +82,16 @@ def prepare(locations: Locations) -> None:
 
 @contextlib.contextmanager
 def study_lock(storage: str, study_name: str, engine: Any = None) -> Iterator[None]:
-    """Serialise "count trials, then ask for a new one" across workers of one study.
+    """Serialise "count trials, then ask for a new one" (and creation) across workers of one study.
 
     sqlite: an flock on a file beside the database (all workers share the machine);
-    PostgreSQL: a session advisory lock on the study's name through Optuna's engine.
-    Other databases run unlocked (a worker may then start one trial more than asked).
+    PostgreSQL: a session advisory lock keyed by the study's name (through ``engine``, or a
+    short-lived connection). Other databases run unlocked (a worker may then start one
+    trial more than asked).
     """
     db = _sqlite_path(storage)
     if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
         lock_path = db.with_name(f"{db.name}.{study_name}.lock")
         with open(lock_path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -98,16 +100,23 @@ def study_lock(storage: str, study_name: str, engine: Any = None) -> Iterator[No
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return
-    if storage.startswith("postgresql") and engine is not None:
+    if storage.startswith("postgresql"):
         import sqlalchemy as sa
 
         digest = hashlib.blake2b(study_name.encode(), digest_size=8).digest()
         key = int.from_bytes(digest, "big", signed=True)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        own = engine is None
+        if own:
+            engine = sa.create_engine(storage, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        finally:
+            if own:
+                engine.dispose()
         return
     yield

@@ -7,14 +7,18 @@ COMPLETE + PRUNED trials: failed or interrupted trials do not count and are repl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import hashlib
 import multiprocessing as mp
 import os
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,7 @@ __all__ = [
     "StudyError",
     "counts",
     "create_or_load",
+    "join",
     "launch",
     "load_existing_study",
     "open_storage",
@@ -73,18 +78,106 @@ class LaunchResult:
 
 
 def open_storage(url: str, cfg: StudyConfig | None = None) -> optuna.storages.BaseStorage:
-    """Optuna RDB storage; on server databases with heartbeats and retry of stale trials."""
+    """Optuna RDB storage that survives dropped connections; heartbeats when the study asks.
+
+    With ``heartbeat_interval`` set, a trial whose worker stops beating for ``grace_period``
+    seconds is failed by the next worker and retried with the same params (up to
+    ``max_retries`` times) by Optuna's ``RetryHeartbeatStaleTrialCallback``.
+    """
     if url.startswith("sqlite:"):
         # Several worker processes share one file: wait for locks instead of failing.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
-    kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
+        kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 120}}}
+    else:
+        # pre-ping replaces connections the server dropped while they sat in the pool.
+        kwargs = {"engine_kwargs": {"pool_pre_ping": True, "pool_recycle": 300}}
     if cfg is not None and cfg.study.heartbeat_interval:
         kwargs["heartbeat_interval"] = cfg.study.heartbeat_interval
         kwargs["grace_period"] = cfg.study.grace_period or 2 * cfg.study.heartbeat_interval
-        kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
+        kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
             max_retry=cfg.study.max_retries
         )
-    return optuna.storages.RDBStorage(url, **kwargs)
+    # Workers starting together on a fresh database would race to create Optuna's tables.
+    with study_lock(url, "collatz-hpo-schema"):
+        return ResilientRDBStorage(url, **kwargs)
+
+
+def _retrying(method: Callable[..., Any], attempts: int = 6) -> Callable[..., Any]:
+    """Retry a storage call when the database connection dropped (exponential back-off)."""
+    import sqlalchemy.exc as sa_exc
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(attempts):
+            try:
+                return method(*args, **kwargs)
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                transient = getattr(exc, "connection_invalidated", False) or "closed" in str(exc).lower()
+                lost = "server closed" in str(exc).lower() or "connection" in str(exc).lower()
+                if attempt == attempts - 1 or not (transient or lost):
+                    raise
+                time.sleep(min(0.5 * 2**attempt, 8.0))
+        raise AssertionError("unreachable")
+
+    return call
+
+
+class ResilientRDBStorage(optuna.storages.RDBStorage):
+    """``RDBStorage`` whose calls are retried when the database connection drops."""
+
+
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
+
+
+@contextlib.contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int, interval: int | None) -> Iterator[None]:
+    """Beat for ``trial_id`` every ``interval`` seconds while the block runs (no-op if None).
+
+    ``study.optimize`` does this itself; our ask-and-tell loop has to.
+    """
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is survivable: grace period
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 def make_sampler(cfg: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
@@ -221,8 +314,12 @@ def summarize(study: optuna.Study) -> str:
 def quiet_libraries() -> None:
     """Our progress lines are the output; Optuna's and MLflow's INFO chatter is not."""
     import logging
+    import warnings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # We run heartbeats and stale-trial handling ourselves around ask-and-tell, on purpose.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -247,6 +344,7 @@ def worker_loop(
     study = create_or_load(cfg, storage, worker_index)
     tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
     engine = getattr(storage, "engine", None)
+    heartbeats = storage.get_heartbeat_interval() if isinstance(storage, ResilientRDBStorage) else None
     target = cfg.study.n_trials
     max_failures = max(3, target)
     data_cache: dict = {}
@@ -258,19 +356,29 @@ def worker_loop(
             log("timeout reached: no new trials")
             break
         with study_lock(locations.storage, cfg.study.name, engine):
+            if heartbeats:
+                optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
+                tracker.close_orphans(study)
             trials = study.get_trials(deepcopy=False)
             done = sum(t.state in COUNTED for t in trials)
-            pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
-            trial = study.ask() if done + pending < target else None
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            # ask() takes a WAITING trial (a retry) first, else samples a new one
+            trial = study.ask() if done + running < target else None
             if trial is not None:  # lets `recover` tell a dead worker's trial from a live one
                 trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         if trial is None:
-            if done >= target or pending == 0:
+            if done >= target or running == 0:
                 break
             time.sleep(1.0)  # others' trials may still fail and need replacing
             continue
+        frozen = storage.get_trial(trial._trial_id)
+        retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        if retry_of is not None:
+            log(f"trial {trial.number} retries trial {retry_of} with the same params")
         try:
-            outcome = run_trial(study, trial, cfg, tracker, log, data_cache)
+            with heartbeat(storage, trial._trial_id, heartbeats):
+                tags = {"retry_of": str(retry_of)} if retry_of is not None else {}
+                outcome = run_trial(study, trial, cfg, tracker, log, data_cache, tags=tags)
         except KeyboardInterrupt:
             study.tell(trial, state=TrialState.FAIL)  # run_trial recorded "interrupted"
             log(f"trial {trial.number} FAIL (interrupted) | {summarize(study)} of {target}")
@@ -321,10 +429,11 @@ def launch(
     quiet_libraries()
     prepare(locations)
     storage = open_storage(locations.storage, cfg)
-    study = create_or_load(cfg, storage)
-    tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
-    recover(study, tracker, log)
-    tracker.ensure_parent_run(study, _study_params(cfg), cfg.to_dict())
+    with study_lock(locations.storage, cfg.study.name, getattr(storage, "engine", None)):
+        study = create_or_load(cfg, storage)
+        tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+        recover(study, tracker, log)
+        tracker.ensure_parent_run(study, _study_params(cfg), cfg.to_dict())
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     before = counts(study)
     log(
@@ -352,6 +461,48 @@ def launch(
     result = _result(study, interrupted)
     result.exit_code = 130 if interrupted else (1 if failed_workers else 0)
     result.workers = stats
+    return result
+
+
+def default_worker_index() -> int:
+    """A per-process offset for the sampler seed of a worker started without --worker-index."""
+    digest = hashlib.blake2b(f"{socket.gethostname()}:{os.getpid()}".encode(), digest_size=4).digest()
+    return 1000 + int.from_bytes(digest, "big") % 1_000_000
+
+
+def join(
+    cfg: StudyConfig,
+    locations: Locations,
+    worker_index: int | None = None,
+    log: Log = print,
+) -> LaunchResult:
+    """One worker of a (possibly distributed) study: create it if absent, then run trials.
+
+    Workers on many machines share one Optuna RDB storage (PostgreSQL) and one MLflow server;
+    the study, its MLflow experiment and its parent run are created once, under the study lock.
+    The last worker to see the study complete marks the parent run FINISHED.
+    """
+    quiet_libraries()
+    prepare(locations)
+    index = default_worker_index() if worker_index is None else worker_index
+    storage = open_storage(locations.storage, cfg)
+    with study_lock(locations.storage, cfg.study.name, getattr(storage, "engine", None)):
+        study = create_or_load(cfg, storage, index)
+        tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+        tracker.ensure_parent_run(study, _study_params(cfg), cfg.to_dict())
+    deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
+    log(
+        f"worker {index} joined study '{cfg.study.name}' (sampler seed {cfg.study.seed + index}); "
+        f"storage {mask(locations.storage)}; tracking {mask(locations.tracking_uri)}"
+    )
+    stats = worker_loop(cfg, locations, index, deadline, log)
+    study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+    tracker.update_parent(study)
+    c = counts(study)
+    if c["complete"] + c["pruned"] >= cfg.study.n_trials and c["running"] == 0:
+        tracker.finish_parent_run(study, "FINISHED")
+    result = _result(study, interrupted=False)
+    result.workers = [stats]
     return result
 
 

@@ -75,6 +75,7 @@ class StudyTracker:
         self.study_name = study_name
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment_id = self._ensure_experiment(artifact_root)
+        self._checked: set[int] = set()  # FAIL trials whose run is known to be closed
 
     def _ensure_experiment(self, artifact_root: str | None) -> str:
         exp = self.client.get_experiment_by_name(self.study_name)
@@ -159,7 +160,12 @@ class StudyTracker:
 
     # --- one trial's child run ------------------------------------------------------------------
     def start_trial_run(
-        self, study: Any, trial: Any, params: Mapping[str, Any], config: Mapping[str, Any]
+        self,
+        study: Any,
+        trial: Any,
+        params: Mapping[str, Any],
+        config: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
     ) -> str:
         parent = study.user_attrs.get(PARENT_ATTR)
         tags = {
@@ -167,6 +173,7 @@ class StudyTracker:
             "optuna.trial_number": str(trial.number),
             "optuna.trial_state": "RUNNING",
             ROLE_TAG: "trial",
+            **(tags or {}),
         }
         if parent:
             tags["mlflow.parentRunId"] = parent
@@ -201,14 +208,17 @@ class StudyTracker:
         closed = 0
         for trial in study.get_trials(deepcopy=False):
             run_id = trial.user_attrs.get(RUN_ATTR)
-            if run_id is None or not trial.state.is_finished():
+            # COMPLETE/PRUNED runs are closed by their worker before it tells Optuna; only a
+            # FAIL can hide a dead worker's run. Each is looked up once per tracker.
+            if run_id is None or trial.state.name != "FAIL" or trial.number in self._checked:
                 continue
+            self._checked.add(trial.number)
             try:
                 run = self.client.get_run(run_id)
             except MlflowException:
                 continue
             if run.info.status == "RUNNING":
-                reason = trial.user_attrs.get("fail_reason", "worker died (trial closed on resume)")
+                reason = trial.user_attrs.get("fail_reason", "worker died (no heartbeat or process gone)")
                 self.end_trial_run(run_id, trial.state.name, reason if trial.state.name == "FAIL" else None)
                 closed += 1
         return closed

@@ -1,0 +1,312 @@
+"""Distributed studies on the machine's real PostgreSQL and a real `mlflow server` over HTTP.
+
+Each test run creates a throwaway database and drops it afterwards. Without a reachable
+PostgreSQL the tests skip with the reason (CI here has one, so there they run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sqlalchemy = pytest.importorskip("sqlalchemy")
+optuna = pytest.importorskip("optuna")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = os.environ.get("COLLATZ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRET = "S3cretPassw0rd-xyz"
+
+STUDY = """
+[study]
+name = "dist"
+metric = "val_accuracy"
+n_trials = {n_trials}
+seed = 0
+heartbeat_interval = 1
+grace_period = 4
+max_retries = 2
+
+[study.pruner]
+type = "none"
+
+[data]
+range = [1, 4096]
+train_size = 1500
+val_size = 64
+test_size = 64
+
+[training]
+epochs = {epochs}
+batch_size = 64
+eval_batch_size = 256
+threads = 1
+
+[search]
+base = {{ choices = [16, 24] }}
+d_model = {{ choices = [16, 32] }}
+nhead = {{ choices = [2, 4] }}
+num_layers = 1
+lr = {{ low = 1e-3, high = 1e-2, log = true }}
+"""
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = sqlalchemy.create_engine(PG_ADMIN, poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # no server, no driver, no permission
+        return f"PostgreSQL not reachable at {PG_ADMIN}: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh database on the real server, dropped after the test."""
+    reason = _pg_reachable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    name = f"collatz_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(
+        PG_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
+    )
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        # trust auth ignores the password: it is there to prove it never leaks
+        yield f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real `mlflow server` (sqlite backend, served artifacts) for the module."""
+    work = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(work / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _worker(cwd: Path, study: Path, storage: str, tracking: str, index: int, log: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "worker",
+        str(study),
+        "--storage",
+        storage,
+        "--tracking-uri",
+        tracking,
+        "--worker-index",
+        str(index),
+    ]
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _wait_for(path: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"worker exited early:\n{path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} not seen in {path} within {timeout}s:\n{path.read_text()[-3000:]}")
+
+
+def _runs(tracking: str, name: str) -> list:
+    client = MlflowClient(tracking_uri=tracking)
+    exp = client.get_experiment_by_name(name)
+    assert exp is not None, f"no MLflow experiment {name}"
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(pg_url: str, tmp_path: Path) -> None:
+    study_file = tmp_path / "dist.toml"
+    study_file.write_text(STUDY.format(n_trials=6, epochs=10))
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logs = [tmp_path / f"w{i}.log" for i in range(3)]
+    procs = [_worker(tmp_path, study_file, pg_url, tracking, i, logs[i]) for i in range(3)]
+    try:
+        # kill worker 1 with SIGKILL in the middle of a trial (after it finished an epoch)
+        _wait_for(logs[1], "epoch 2/", 120, procs[1])
+        os.killpg(procs[1].pid, signal.SIGKILL)
+        procs[1].wait(timeout=30)
+        for i in (0, 2):
+            assert procs[i].wait(timeout=300) == 0, logs[i].read_text()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    output = "".join(log.read_text() for log in logs)
+    study = optuna.load_study(study_name="dist", storage=pg_url)
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    counted = [
+        t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    assert len(counted) == 6, states
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1, states
+    killed = failed[0]
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1, "the killed trial was not retried"
+    retry = retries[0]
+    assert retry.params == killed.params  # same params
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert f"trial {retry.number} retries trial {killed.number}" in output
+    assert "Traceback" not in output.replace(logs[1].read_text(), "")
+
+    runs = {r.info.run_name: r for r in _runs(tracking, "dist")}
+    assert not [n for n, r in runs.items() if r.info.status == "RUNNING"]
+    assert runs[f"trial-{killed.number}"].info.status == "FAILED"
+    assert runs[f"trial-{retry.number}"].data.tags.get("retry_of") == str(killed.number)
+    for t in counted:  # no completed trial lost: each has its finished run
+        run = runs[f"trial-{t.number}"]
+        assert run.info.status == "FINISHED"
+        assert run.info.run_id == t.user_attrs["mlflow_run_id"]
+    assert runs["study-dist"].info.status == "FINISHED"
+
+
+def test_two_workers_against_a_real_mlflow_server(pg_url: str, mlflow_server: str, tmp_path: Path) -> None:
+    study_file = tmp_path / "dist.toml"
+    study_file.write_text(STUDY.format(n_trials=4, epochs=2))
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
+    procs = [_worker(tmp_path, study_file, pg_url, mlflow_server, i, logs[i]) for i in range(2)]
+    for p, log in zip(procs, logs, strict=True):
+        assert p.wait(timeout=300) == 0, log.read_text()[-3000:]
+    study = optuna.load_study(study_name="dist", storage=pg_url)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 4
+    assert {t.user_attrs["worker"]["pid"] for t in finished} >= {procs[0].pid, procs[1].pid} - {None}
+    runs = {r.info.run_name: r for r in _runs(mlflow_server, "dist")}
+    parents = [r for r in runs.values() if r.data.tags.get("collatz_hpo.role") == "study"]
+    assert len(parents) == 1, "exactly one parent run, also when two workers create the study"
+    client = MlflowClient(tracking_uri=mlflow_server)
+    for t in finished:
+        run = runs[f"trial-{t.number}"]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.json", "checkpoints", "test_predictions.csv"} <= names
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2]
+    assert not (tmp_path / "mlruns").exists()  # nothing fell back to the embedded store
+
+
+def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path) -> None:
+    study_file = tmp_path / "dist.toml"
+    study_file.write_text(STUDY.format(n_trials=2, epochs=1))
+    tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "launch",
+            str(study_file),
+            "--storage",
+            pg_url,
+            "--tracking-uri",
+            tracking,
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert SECRET not in result.stdout + result.stderr
+    assert "postgres:***@" in result.stdout  # the URL is shown, masked
+    # a bad study name through the same storage: the error line is masked too
+    status = subprocess.run(
+        [sys.executable, "-m", "search.cli", "status", "nosuch", "--storage", pg_url],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 2 and SECRET not in status.stdout + status.stderr
+    for run in _runs(tracking, "dist"):
+        blob = repr(run.data.params) + repr(run.data.tags)
+        assert SECRET not in blob
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaked == [], f"password written to {leaked}"
+    study = optuna.load_study(study_name="dist", storage=pg_url)
+    assert SECRET not in repr(study.user_attrs) + repr([t.user_attrs for t in study.trials])
