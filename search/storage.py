@@ -13,12 +13,13 @@ import fcntl
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Locations", "mask", "resolve_locations", "study_lock"]
+__all__ = ["Locations", "is_disconnect", "mask", "resolve_locations", "study_lock"]
 
 STORE_DIR = "mlruns"
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
@@ -109,14 +110,68 @@ def study_lock(storage: str, study_name: str, engine: Any = None) -> Iterator[No
         if own:
             engine = sa.create_engine(storage, poolclass=sa.pool.NullPool)
         try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                try:
-                    yield
-                finally:
+            conn = _locked_connection(engine, key)
+            try:
+                yield
+            finally:
+                # A connection that died meanwhile took its session's lock with it.
+                with contextlib.suppress(Exception):
                     conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                with contextlib.suppress(Exception):
+                    conn.close()
         finally:
             if own:
                 engine.dispose()
         return
     yield
+
+
+def _locked_connection(engine: Any, key: int, attempts: int = 8) -> Any:
+    """A connection holding the advisory lock ``key``; retried across dropped connections."""
+    import sqlalchemy as sa
+
+    for attempt in range(attempts):
+        conn = None
+        try:
+            conn = engine.connect()
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            return conn
+        except Exception as exc:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            if attempt == attempts - 1 or not is_disconnect(exc):
+                raise
+            time.sleep(min(0.25 * 2**attempt, 8.0))
+    raise AssertionError("unreachable")
+
+
+_DISCONNECT_WORDS = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "connection is closed",
+    "connection already closed",
+    "ssl syscall",
+    "broken pipe",
+    "connection reset",
+    "the database system is starting up",
+    "the database system is shutting down",
+)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a lost database connection worth retrying."""
+    import sqlalchemy.exc as sa_exc
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError):
+            text = str(seen).lower()
+            if any(word in text for word in _DISCONNECT_WORDS):
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from search.config import StudyConfig, parse_study
 from search.objective import run_trial
 from search.space import grid_search_space
-from search.storage import Locations, mask, prepare, study_lock
+from search.storage import Locations, is_disconnect, mask, prepare, study_lock
 from search.tracking import StudyTracker
 
 __all__ = [
@@ -101,21 +101,18 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> optuna.storages.Ba
         return ResilientRDBStorage(url, **kwargs)
 
 
-def _retrying(method: Callable[..., Any], attempts: int = 6) -> Callable[..., Any]:
+def _retrying(method: Callable[..., Any], attempts: int = 8) -> Callable[..., Any]:
     """Retry a storage call when the database connection dropped (exponential back-off)."""
-    import sqlalchemy.exc as sa_exc
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         for attempt in range(attempts):
             try:
                 return method(*args, **kwargs)
-            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-                transient = getattr(exc, "connection_invalidated", False) or "closed" in str(exc).lower()
-                lost = "server closed" in str(exc).lower() or "connection" in str(exc).lower()
-                if attempt == attempts - 1 or not (transient or lost):
+            except Exception as exc:
+                if attempt == attempts - 1 or not is_disconnect(exc):
                     raise
-                time.sleep(min(0.5 * 2**attempt, 8.0))
+                time.sleep(min(0.25 * 2**attempt, 8.0))
         raise AssertionError("unreachable")
 
     return call
@@ -149,6 +146,11 @@ for _name in (
     "get_best_trial",
     "record_heartbeat",
     "_get_stale_trial_ids",
+    # called directly by Optuna's caching layer
+    "_get_trials",
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
 ):
     setattr(ResilientRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
 

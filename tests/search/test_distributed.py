@@ -310,3 +310,41 @@ def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path) -> Non
     assert leaked == [], f"password written to {leaked}"
     study = optuna.load_study(study_name="dist", storage=pg_url)
     assert SECRET not in repr(study.user_attrs) + repr([t.user_attrs for t in study.trials])
+
+
+def test_database_disconnects_are_retried_not_fatal(pg_url: str, tmp_path: Path) -> None:
+    study_file = tmp_path / "dist.toml"
+    study_file.write_text(STUDY.format(n_trials=4, epochs=6))
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
+    procs = [_worker(tmp_path, study_file, pg_url, tracking, i, logs[i]) for i in range(2)]
+    db = pg_url.rsplit("/", 1)[1]
+    admin = sqlalchemy.create_engine(
+        PG_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
+    )
+    kills = 0
+    try:
+        _wait_for(logs[0], "epoch 1/", 120, procs[0])
+        deadline = time.time() + 20
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+            with admin.connect() as conn:  # what a database restart or a network blip does
+                kills += conn.execute(
+                    sqlalchemy.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": db},
+                ).scalar()
+            time.sleep(0.5)
+        for p, log in zip(procs, logs, strict=True):
+            assert p.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        admin.dispose()
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert kills > 0, "the test never cut a connection"
+    study = optuna.load_study(study_name="dist", storage=pg_url)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4, states
+    assert optuna.trial.TrialState.RUNNING not in states
