@@ -78,8 +78,8 @@ def test_shipped_studies_load(name: str) -> None:
 
 def test_quick_study_settings() -> None:
     cfg = load_study(STUDIES / "quick.toml")
-    assert cfg.study.n_trials == 12 and cfg.study.timeout == 300.0
-    assert cfg.study.pruner.type == "median"
+    assert cfg.study.n_trials == 24 and cfg.study.timeout == 300.0
+    assert cfg.study.pruner.type == "successive_halving"
     assert (cfg.study.pruner.n_startup_trials, cfg.study.pruner.n_warmup_steps) == (2, 1)
     assert cfg.data.range == (1, 2**20)
     assert cfg.search.base == Categorical((16, 24, 32))
@@ -130,7 +130,7 @@ def test_overrides() -> None:
     assert cfg.source == str(path)
     base = load_study(path)
     again = base.with_overrides(n_trials=3)
-    assert again.study.n_trials == 3 and base.study.n_trials == 12
+    assert again.study.n_trials == 3 and base.study.n_trials == 24
     assert again.study.timeout == base.study.timeout
     assert base.with_overrides() == base
 
