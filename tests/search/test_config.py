@@ -76,16 +76,15 @@ def test_shipped_studies_load(name: str) -> None:
         assert cfg.search.valid_nheads(d_model)
 
 
-def test_quick_study_settings() -> None:
+def test_quick_study_is_a_short_real_search_with_pruning() -> None:
     cfg = load_study(STUDIES / "quick.toml")
-    assert cfg.study.n_trials == 24 and cfg.study.timeout == 300.0
-    assert cfg.study.pruner.type == "successive_halving"
-    assert (cfg.study.pruner.n_startup_trials, cfg.study.pruner.n_warmup_steps) == (2, 1)
-    assert cfg.data.range == (1, 2**20)
-    assert cfg.search.base == Categorical((16, 24, 32))
-    assert cfg.search.num_layers == IntRange(1, 2)
-    assert cfg.search.lr == FloatRange(3e-4, 3e-3, log=True)
-    assert cfg.training.threads == 1
+    assert cfg.study.timeout is not None and cfg.study.timeout <= 300  # the 5-minute promise
+    assert cfg.study.pruner.type != "none"
+    assert cfg.training.threads == 1  # two 1-thread workers on 2 cores
+    assert {"base", "d_model", "nhead", "num_layers", "lr"} <= set(cfg.search.searched())
+    assert isinstance(cfg.search.lr, FloatRange) and cfg.search.lr.log
+    assert isinstance(cfg.search.num_layers, IntRange)
+    assert 24 in cfg.search.base.values
 
 
 def test_base_sweep_is_a_grid_over_bases_only() -> None:
