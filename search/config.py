@@ -476,6 +476,8 @@ class TrainingSection(_Section):
     max_grad_norm: float | None = Field(1.0, gt=0)
     threads: int = Field(1, ge=1)  # torch threads per worker process
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # bf16 autocast on CUDA only: on CPU it is far slower than fp32, so there it stays fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class SearchSpace(_Section):

@@ -70,6 +70,7 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
         max_grad_norm=t.max_grad_norm,
         seed=cfg.study.seed + trial_number,
         device=t.device,
+        precision=t.precision,
         threads=t.threads,
     )
 

@@ -64,6 +64,7 @@ class RunConfig:
     time_budget: float | None = None
     seed: int = 0
     device: str = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
     threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,6 +208,7 @@ def execute(
         callbacks=cbs,
         max_grad_norm=cfg.max_grad_norm,
         log=log,
+        precision=cfg.precision,
     )
     start = time.perf_counter()
     history = trainer.train(

@@ -351,3 +351,24 @@ def test_nan_loss_raises(splits: tuple[CollatzDataset, CollatzDataset], tmp_path
         else:
             trainer.train(2, torch.optim.SGD(model.parameters(), lr=1e30))
     assert not (tmp_path / "last.pt").exists()  # a diverged model is never checkpointed
+
+
+def test_bf16_precision_stays_fp32_on_cpu_and_bad_precision_is_rejected(
+    splits: tuple[CollatzDataset, CollatzDataset],
+) -> None:
+    train, val = splits
+    lines: list[str] = []
+    trainer = Trainer(
+        tiny_model(train.vocab_size),
+        BatchIterator(train, 16),
+        None,
+        device="cpu",
+        log=lines.append,
+        precision="bf16",
+    )
+    assert trainer.autocast is False
+    assert any("bf16 ignored on CPU" in line for line in lines)
+    trainer.train(1, torch.optim.Adam(trainer.model.parameters(), lr=1e-3))
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    with pytest.raises(ValueError, match="precision"):
+        Trainer(tiny_model(train.vocab_size), BatchIterator(train, 16), device="cpu", precision="fp8")
