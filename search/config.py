@@ -548,6 +548,13 @@ class StudyConfig(_Section):
                         "sampler = 'grid' needs fixed values or { choices = [...] }, not a range",
                         ("search", name),
                     )
+            heads = {tuple(self.search.valid_nheads(d)) for d in self.search.d_model.values}
+            if isinstance(self.search.nhead, Categorical) and len(heads) > 1:
+                raise _KeyedError(
+                    "sampler = 'grid' needs nhead choices that divide every d_model "
+                    f"(valid heads differ: {sorted(heads)})",
+                    ("search", "nhead"),
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -654,7 +661,10 @@ def parse_study(data: Mapping[str, Any], source: str = "<dict>") -> StudyConfig:
     try:
         return StudyConfig.model_validate({**data, "source": str(source)})
     except ValidationError as exc:
-        loc, problem = _problem(exc.errors()[0])
+        errors = exc.errors()
+        # An unknown key usually explains a "missing" one next to it (a typo): report it first.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        loc, problem = _problem(first)
         raise ConfigError(source, _dotted(loc), problem) from None
 
 

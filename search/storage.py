@@ -22,7 +22,8 @@ from typing import Any
 __all__ = ["Locations", "is_disconnect", "mask", "resolve_locations", "study_lock"]
 
 STORE_DIR = "mlruns"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+# scheme:, then any number of slashes (a mistyped "postgresql:/" too), then user:password@
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:/*)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
 _QUERY_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key)=([^&\s]+)")
 
 

@@ -96,9 +96,27 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> optuna.storages.Ba
         kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
             max_retry=cfg.study.max_retries
         )
-    # Workers starting together on a fresh database would race to create Optuna's tables.
-    with study_lock(url, "collatz-hpo-schema"):
-        return ResilientRDBStorage(url, **kwargs)
+    try:
+        # Workers starting together on a fresh database would race to create Optuna's tables.
+        with study_lock(url, "collatz-hpo-schema"):
+            return ResilientRDBStorage(url, **kwargs)
+    except Exception as exc:  # no driver, unreachable server, bad URL: one line, not a traceback
+        raise StudyError(f"cannot open Optuna storage {mask(url)}: {_first_line(exc)}") from exc
+
+
+def open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:
+    """The study's MLflow tracker; an unusable tracking URI is a one-line ``StudyError``."""
+    try:
+        return StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+    except Exception as exc:
+        raise StudyError(
+            f"cannot use MLflow tracking URI {mask(locations.tracking_uri)}: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return mask(text[0] if text else type(exc).__name__)
 
 
 def _retrying(method: Callable[..., Any], attempts: int = 8) -> Callable[..., Any]:
@@ -344,7 +362,7 @@ def worker_loop(
     torch.set_num_threads(cfg.training.threads)
     storage = open_storage(locations.storage, cfg)
     study = create_or_load(cfg, storage, worker_index)
-    tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+    tracker = open_tracker(cfg, locations)
     engine = getattr(storage, "engine", None)
     heartbeats = storage.get_heartbeat_interval() if isinstance(storage, ResilientRDBStorage) else None
     target = cfg.study.n_trials
@@ -433,7 +451,7 @@ def launch(
     storage = open_storage(locations.storage, cfg)
     with study_lock(locations.storage, cfg.study.name, getattr(storage, "engine", None)):
         study = create_or_load(cfg, storage)
-        tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+        tracker = open_tracker(cfg, locations)
         recover(study, tracker, log)
         tracker.ensure_parent_run(study, _study_params(cfg), cfg.to_dict())
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
@@ -490,7 +508,7 @@ def join(
     storage = open_storage(locations.storage, cfg)
     with study_lock(locations.storage, cfg.study.name, getattr(storage, "engine", None)):
         study = create_or_load(cfg, storage, index)
-        tracker = StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+        tracker = open_tracker(cfg, locations)
         tracker.ensure_parent_run(study, _study_params(cfg), cfg.to_dict())
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     log(
