@@ -76,7 +76,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=_positive_float, default=1e-3)
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--epochs", type=_positive_int, default=100)
-    p.add_argument("--samples-per-epoch", type=_positive_int, default=100_000)
+    p.add_argument("--samples-per-epoch", type=_positive_int, default=50_000)
     p.add_argument("--seconds", type=_positive_float, default=180.0, help="training time budget")
     p.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience")
     p.add_argument("--seed", type=int, default=0)
@@ -544,11 +544,21 @@ def _load_for_predict(args: argparse.Namespace, tmp: str) -> object:
     if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
         raise CliError(f"predict: cannot resolve {args.model}: {mask(uri)} does not exist", code=1)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # download_artifacts resolves models:/ through the *global* registry URI, whatever it is passed.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    from mlflow.tracking import MlflowClient
+
+    # Resolved with an explicit client: mlflow's global tracking/registry URIs stay untouched.
+    name, sep, alias = args.model[len("models:/") :].partition("@")
+    version = None
+    if not sep:
+        name, _, version = name.partition("/")
+        if not version.isdigit():
+            raise CliError(f"predict: {args.model}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=args.model, dst_path=tmp)
+        if version is None:
+            version = client.get_model_version_by_alias(name, alias).version
+        location = client.get_model_version_download_uri(name, version)
+        path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=uri)
     except (MlflowException, OSError) as exc:
         text = " ".join(str(exc).split())
         raise CliError(f"predict: cannot resolve {args.model} in {mask(uri)}: {mask(text)}", code=1) from None

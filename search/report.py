@@ -1,11 +1,18 @@
-"""Tables of a study's trials (pandas), shared by `status`, the parent run's CSV and reports."""
+"""A study's trials as a table (pandas), shared by `status` and the parent run's CSV, and the
+study report of `collatz-hpo report`: the table, a best-trial summary and PNG plots."""
 
 from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
 
-__all__ = ["trials_table"]
+__all__ = ["Report", "ReportError", "log_report", "trials_table", "write_report"]
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -27,3 +34,211 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# --- the study report (`collatz-hpo report`) ----------------------------------------------------
+
+CLASS_METRIC = re.compile(r"^val_exact_match_k(\d+)_kp(\d+)$")
+TEST_CLASS_METRIC = re.compile(r"^test_exact_match_k(\d+)_kp(\d+)$")
+MAX_CLASSES = 12  # the most frequent (k, k′) classes are shown (share 2^-(k+k′))
+
+
+class ReportError(ValueError):
+    """A study that cannot be reported (no completed trial)."""
+
+
+@dataclass
+class Report:
+    directory: Path
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    parent_run_id: str | None = None
+
+
+def _class_histories(client: Any, run_id: str) -> dict[tuple[int, int], list[tuple[int, float]]]:
+    """Validation exact match per (k, k′) class and epoch, from the run's MLflow metric histories."""
+    run = client.get_run(run_id)
+    classes = []
+    for key in run.data.metrics:
+        m = CLASS_METRIC.match(key)
+        if m:
+            classes.append((int(m[1]), int(m[2]), key))
+    classes.sort(key=lambda c: (c[0] + c[1], c[0]))
+    out = {}
+    for k, kp, key in classes[:MAX_CLASSES]:
+        history = client.get_metric_history(run_id, key)
+        out[(k, kp)] = sorted((m.step, m.value) for m in history)
+    return out
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | None = None) -> Report:
+    """Trials table, best-trial summary and PNG plots of ``study`` in ``out_dir``.
+
+    With ``tracking_uri``, the best trial's per-(k, k′) class curves come from its MLflow run.
+    Plots that cannot be drawn (importances with < 2 complete trials, ...) are skipped with a note.
+    """
+    from optuna.trial import TrialState
+
+    from search import plots
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState)
+        raise ReportError(f"study '{study.study_name}' has no completed trial yet ({states})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    name = study.study_name
+    metric = ((study.user_attrs.get("config") or {}).get("study") or {}).get("metric", "value")
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = study.best_trial
+
+    table = out / "trials.csv"
+    trials_table(study).to_csv(table, index=False)
+    report.files.append(table)
+    report.files.append(
+        plots.optimization_history(
+            trials, metric, maximize, out / "optimization_history.png", f"{name}: optimization history"
+        )
+    )
+
+    importances: dict[str, float] = {}
+    if len(complete) < 2:
+        report.notes.append(f"parameter importances skipped: {len(complete)} complete trial (needs 2)")
+    else:
+        try:
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (ValueError, RuntimeError) as exc:
+            report.notes.append(f"parameter importances skipped: {exc}")
+        if importances:
+            path = out / "param_importances.png"
+            report.files.append(plots.param_importances(importances, path, f"{name}: parameter importances"))
+        elif not report.notes:
+            report.notes.append("parameter importances skipped: no parameter varies among complete trials")
+
+    points = []
+    for t in complete:
+        base = t.user_attrs.get("params", t.params).get("base")
+        em = t.user_attrs.get("test_exact_match")
+        if base is not None and plots.finite(em):
+            points.append((int(base), float(em)))
+    if points:
+        path = out / "exact_match_by_base.png"
+        report.files.append(plots.exact_match_by_base(points, path, f"{name}: test exact match by base"))
+    else:
+        report.notes.append("exact match by base skipped: no complete trial recorded a test exact match")
+
+    path = out / "learning_curves.png"
+    report.files.append(plots.learning_curves(trials, metric, path, f"{name}: {metric} per epoch"))
+
+    run_id = best.user_attrs.get("mlflow_run_id")
+    final_classes: dict[tuple[int, int], float] = {}
+    if tracking_uri is None or run_id is None:
+        report.notes.append("per-class curves skipped: no MLflow run of the best trial")
+    else:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri)
+        curves = _class_histories(client, run_id)
+        for key, value in client.get_run(run_id).data.metrics.items():
+            m = TEST_CLASS_METRIC.match(key)
+            if m:
+                final_classes[(int(m[1]), int(m[2]))] = value
+        if curves:
+            path = out / "best_trial_classes.png"
+            title = f"{name}: trial {best.number}, validation exact match per (k, k′) class"
+            report.files.append(plots.class_curves(curves, path, title))
+        else:
+            report.notes.append(
+                f"per-class curves skipped: run {run_id} has no val_exact_match_k*_kp* metrics"
+            )
+
+    summary = {
+        "study": name,
+        "metric": metric,
+        "direction": "maximize" if maximize else "minimize",
+        "trials": {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState},
+        "best_trial": best.number,
+        "best_value": best.value,
+        "params": best.user_attrs.get("params", best.params),
+        "test_exact_match": best.user_attrs.get("test_exact_match"),
+        "epochs": len(best.intermediate_values),
+        "stop_reason": best.user_attrs.get("stop_reason"),
+        "mlflow_run_id": run_id,
+        "test_exact_match_by_class": {
+            f"{k},{kp}": v
+            for (k, kp), v in sorted(final_classes.items(), key=lambda c: (sum(c[0]), c[0]))[:MAX_CLASSES]
+        },
+        "param_importances": importances,
+        "notes": report.notes,
+    }
+    path = out / "best_trial.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    report.files.append(path)
+    path = out / "summary.md"
+    path.write_text(_markdown(summary, report))
+    report.files.append(path)
+    return report
+
+
+def _markdown(s: dict[str, Any], report: Report) -> str:
+    t = s["trials"]
+    lines = [
+        f"# Study `{s['study']}`",
+        "",
+        f"{t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed trials; "
+        f"objective `{s['metric']}` ({s['direction']}).",
+        "",
+        f"## Best trial: {s['best_trial']}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| {s['metric']} | {s['best_value']:.4f} |",
+    ]
+    if s["test_exact_match"] is not None:
+        lines.append(f"| test exact match | {s['test_exact_match']:.4f} |")
+    lines += [
+        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in s["params"].items()
+    ]
+    lines += [f"| epochs | {s['epochs']} |", f"| MLflow run | `{s['mlflow_run_id']}` |"]
+    if s["stop_reason"]:
+        lines.append(f"| stopped | {s['stop_reason']} |")
+    if s["test_exact_match_by_class"]:
+        lines += [
+            "",
+            "Test exact match per (k, k′) class:",
+            "",
+            "| k | k′ | share | exact match |",
+            "|---|---|---|---|",
+        ]
+        for key, v in s["test_exact_match_by_class"].items():
+            k, kp = (int(x) for x in key.split(","))
+            lines.append(f"| {k} | {kp} | {2.0 ** -(k + kp):.2%} | {v:.3f} |")
+    if s["param_importances"]:
+        lines += [
+            "",
+            "Parameter importances (fANOVA): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in s["param_importances"].items()),
+        ]
+    lines += ["", "## Files", ""]
+    lines += [f"- `{p.name}`" for p in report.files] + ["- `summary.md`"]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def log_report(report: Report, study: optuna.Study, tracking_uri: str) -> str | None:
+    """Log the report's files under ``report/`` of the study's parent run; returns its id."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if run_id is None:
+        report.notes.append("not logged to MLflow: the study has no parent run")
+        return None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for path in report.files:
+        client.log_artifact(run_id, str(path), "report")
+    report.parent_run_id = run_id
+    return run_id

@@ -1,0 +1,253 @@
+"""`collatz-hpo export`: the export directory, a fresh re-evaluation, the Model Registry, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from search.cli import main
+
+# ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store and
+# exported once with `collatz-hpo export tiny --out exports/best` (registered as version 1).
+ExportedStudy = Any
+MODEL = "collatz-transformer"
+
+
+def _best(exported: ExportedStudy) -> optuna.trial.FrozenTrial:
+    return exported.store.study("tiny").best_trial
+
+
+def _config(exported: ExportedStudy) -> dict[str, Any]:
+    return json.loads((exported.export_dir / "config.json").read_text())
+
+
+def _cli(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``collatz-hpo ARGS`` in this process (fast: torch, MLflow and Optuna are already loaded)."""
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        os.chdir(old)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code != 0
+    assert err.startswith("collatz-hpo: error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+# --- the export directory ----------------------------------------------------------------------
+
+
+def test_export_writes_a_self_contained_directory(exported_tiny: ExportedStudy) -> None:
+    d = exported_tiny.export_dir
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "mlflow_model", "model.safetensors"]
+    assert not [p for p in d.parent.iterdir() if p.name.startswith(".")], "temp folders left behind"
+    best = _best(exported_tiny)
+    cfg = _config(exported_tiny)
+    assert cfg["study"] == "tiny"
+    assert cfg["trial"] == best.number
+    assert cfg["run_id"] == best.user_attrs["mlflow_run_id"]
+    assert cfg["data"]["range"] == [1, 4096]
+    assert cfg["encoding"]["base"] == best.user_attrs["params"]["base"]
+    assert cfg["model"]["vocab_size"] == cfg["encoding"]["base"] + 3
+    assert cfg["max_length"] == cfg["model"]["max_seq_length"]
+    assert cfg["model"]["d_model"] == best.user_attrs["params"]["d_model"]
+    assert 0.0 <= cfg["test_metrics"]["exact_match"] <= 1.0
+    assert cfg["test_metrics"]["num_samples"] == 64
+    assert cfg["exported_at"].startswith("20")
+    assert f"exported trial {best.number} to exports/best" in exported_tiny.proc.stdout
+
+    from safetensors.torch import load_file
+
+    state = load_file(str(d / "model.safetensors"))
+    assert any(k.startswith("encoder.") for k in state)
+
+    m = d / "mlflow_model"
+    assert (m / "MLmodel").is_file()
+    assert (m / "artifacts" / "model.safetensors").is_file()
+    assert (m / "artifacts" / "config.json").is_file()
+    assert (m / "code" / "core" / "model.py").is_file()
+    assert (m / "code" / "search" / "pyfunc.py").is_file()
+    assert (m / "code" / "search" / "model_io.py").is_file()
+    mlmodel = (m / "MLmodel").read_text()
+    assert "python_function" in mlmodel and "signature" in mlmodel
+
+
+def test_recorded_test_exact_match_equals_a_fresh_evaluation(exported_tiny: ExportedStudy) -> None:
+    from search.model_io import load_export
+    from search.run import RunConfig, build_data, evaluate_test
+
+    cfg = _config(exported_tiny)
+    best = _best(exported_tiny)
+    client = exported_tiny.store.client()
+    run_config = client.download_artifacts(cfg["run_id"], "config.json", str(exported_tiny.root / "dl"))
+    run_cfg = RunConfig.from_dict(json.loads(Path(run_config).read_text())["run"])
+    _, _, test = build_data(run_cfg)
+    model = load_export(exported_tiny.export_dir)
+    fresh = evaluate_test(model.model, test, torch.device("cpu"), run_cfg.eval_batch_size)
+    assert fresh["exact_match"] == cfg["test_metrics"]["exact_match"]
+    assert fresh["token_accuracy"] == pytest.approx(cfg["test_metrics"]["token_accuracy"])
+    # ... and equals what the study itself recorded for the trial.
+    assert cfg["recorded_test_exact_match"] == best.user_attrs["test_exact_match"] == fresh["exact_match"]
+
+
+def test_export_is_registered_with_alias_and_tags(exported_tiny: ExportedStudy) -> None:
+    client = exported_tiny.store.client()
+    cfg = _config(exported_tiny)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert int(version.version) == 1
+    assert version.tags["study"] == "tiny"
+    assert version.tags["trial"] == str(cfg["trial"])
+    assert version.tags["run_id"] == cfg["run_id"]
+    assert float(version.tags["test_exact_match"]) == pytest.approx(cfg["test_metrics"]["exact_match"])
+    run = client.get_run(version.tags["export_run_id"])
+    assert run.info.run_name == f"export-trial-{cfg['trial']}"
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == cfg["run_id"]
+    assert run.info.experiment_id == client.get_experiment_by_name("tiny").experiment_id
+
+
+def test_champion_alias_follows_the_newest_export(exported_tiny: ExportedStudy, hpo: Any) -> None:
+    root, name = exported_tiny.root, "alias-test"
+    study = exported_tiny.store.study("tiny")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    other = next((t for t in complete if t.number != study.best_trial.number), complete[0])
+    client = exported_tiny.store.client()
+
+    hpo.check(hpo.run_cli(["export", "tiny", "--out", "exports/a", "--register", name], root))
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+    args = ["export", "tiny", "--trial", other.number, "--out", "exports/b", "--register", name]
+    proc = hpo.check(hpo.run_cli(args, root))
+    assert f"{name} version 2" in proc.stdout
+    versions = client.search_model_versions(f"name='{name}'")
+    newest = max(int(v.version) for v in versions)
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert int(champion.version) == newest == 2
+    assert champion.tags["trial"] == str(other.number)
+    assert json.loads((root / "exports" / "b" / "config.json").read_text())["trial"] == other.number
+
+
+def test_export_without_registering(exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]) -> None:
+    before = len(exported_tiny.store.client().search_model_versions(f"name='{MODEL}'"))
+    code, out, err = _cli(
+        ["export", "tiny", "--out", "exports/plain", "--no-register"], exported_tiny.root, capsys
+    )
+    assert code == 0, err
+    assert (exported_tiny.root / "exports" / "plain" / "model.safetensors").is_file()
+    assert "registered" not in out
+    assert len(exported_tiny.store.client().search_model_versions(f"name='{MODEL}'")) == before
+
+
+def test_a_failed_export_leaves_nothing_behind(
+    exported_tiny: ExportedStudy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import mlflow.pyfunc
+
+    from search.export import export_trial
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mlflow.pyfunc, "save_model", boom)
+    study = exported_tiny.store.study("tiny")
+    out = tmp_path / "exports" / "x"
+    with pytest.raises(OSError, match="disk full"):
+        export_trial(study, exported_tiny.store.mlflow_url, out=out, register=None, log=lambda m: None)
+    assert list((tmp_path / "exports").iterdir()) == []
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_unknown_study(exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(["export", "nosuch"], exported_tiny.root, capsys)
+    _one_line_error(code, err, "no study named 'nosuch'", "tiny")
+
+
+def test_no_store_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(["export", "tiny"], tmp_path, capsys)
+    _one_line_error(code, err, "no study named 'tiny'")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_study_without_a_completed_trial(
+    exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = optuna.create_study(study_name="nothing-done", storage=exported_tiny.store.optuna_url)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.1}))
+    code, _, err = _cli(["export", "nothing-done"], exported_tiny.root, capsys)
+    _one_line_error(code, err, "no completed trial", "1 pruned")
+
+
+def test_trial_that_is_not_complete_or_does_not_exist(
+    exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trials = exported_tiny.store.study("tiny").trials
+    code, _, err = _cli(["export", "tiny", "--trial", "99"], exported_tiny.root, capsys)
+    _one_line_error(code, err, "no trial 99")
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    if pruned:
+        code, _, err = _cli(["export", "tiny", "--trial", pruned[0].number], exported_tiny.root, capsys)
+        _one_line_error(code, err, f"trial {pruned[0].number} is PRUNED")
+
+
+def _study_with_run(exported: ExportedStudy, name: str, checkpoint: bytes | None) -> None:
+    """A study whose one COMPLETE trial points at a run with the real config but ``checkpoint``."""
+    client = exported.store.client()
+    source = _config(exported)["run_id"]
+    exp = client.create_experiment(name)
+    run = client.create_run(exp, run_name="trial-0")
+    run_id = run.info.run_id
+    tmp = exported.root / "dl" / name
+    tmp.mkdir(parents=True)
+    client.log_artifact(run_id, client.download_artifacts(source, "config.json", str(tmp)))
+    if checkpoint is not None:
+        (tmp / "checkpoints").mkdir()
+        (tmp / "checkpoints" / "best.pt").write_bytes(checkpoint)
+        client.log_artifact(run_id, str(tmp / "checkpoints" / "best.pt"), "checkpoints")
+    client.set_terminated(run_id)
+    study = optuna.create_study(study_name=name, storage=exported.store.optuna_url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"mlflow_run_id": run_id}))
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "needle"),
+    [
+        (None, "cannot get artifact checkpoints/best.pt"),
+        (b"PK\x03\x04 not a checkpoint", "unusable checkpoint"),
+    ],
+    ids=["missing", "corrupted"],
+)
+def test_missing_or_corrupted_checkpoint(
+    exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str], checkpoint: bytes | None, needle: str
+) -> None:
+    name = f"broken-{'missing' if checkpoint is None else 'corrupted'}"
+    _study_with_run(exported_tiny, name, checkpoint)
+    code, _, err = _cli(["export", name, "--out", f"exports/{name}"], exported_tiny.root, capsys)
+    _one_line_error(code, err, needle)
+    assert not (exported_tiny.root / "exports" / name).exists()
+
+
+def test_out_that_is_not_an_export_is_not_overwritten(
+    exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keep = exported_tiny.root / "precious"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    code, _, err = _cli(["export", "tiny", "--out", "precious", "--no-register"], exported_tiny.root, capsys)
+    _one_line_error(code, err, "is not a collatz-hpo export")
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]
