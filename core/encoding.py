@@ -64,6 +64,7 @@ class MultiBaseEncoder:
             powers.append(p)
             p *= self.base
         self._powers = np.array(powers, dtype=np.uint64)
+        self._scales = np.array([1, *powers], dtype=np.uint64)  # base^0, base^1, ... below 2^64
 
     @property
     def vocab_size(self) -> int:
@@ -174,25 +175,40 @@ class MultiBaseEncoder:
             i = int(np.argmax(lengths))
             self._check_fits(int(values[i]), int(lengths[i]) + 1, max_length)
         width = max_length if max_length is not None else ndig + 1
-        digits = np.empty((n, ndig), dtype=np.uint8)  # big-endian, right-aligned
-        for lo in range(0, n, _BLOCK):  # blocks keep every pass in the CPU cache
-            self._digits_block(values[lo : lo + _BLOCK], digits[lo : lo + _BLOCK])
-        # Left-align: row i moves left by ndig - L_i. One contiguous copy serves the most common
-        # length; only rows of other lengths need a gather.
         out = np.zeros((n, width), dtype=np.uint8)
         if n == 0:
             return out
         counts = np.bincount(lengths, minlength=ndig + 1)
         common = int(counts.argmax())
+        # Left-align without a per-row gather: a value shorter than the most common length C is
+        # scaled by base^(C - L), which gives its digits followed by zeros, C digits in all
+        # (below 2^64 as long as base^C is). Then one bulk copy places every row of length <= C.
+        short = np.flatnonzero(lengths < common)
+        scalable = common <= len(self._powers)  # base^C < 2^64
+        scaled = values
+        if short.size and scalable:
+            scaled = values.copy()
+            scaled[short] *= self._scales[common - lengths[short]]
+        digits = np.empty((n, ndig), dtype=np.uint8)  # big-endian, right-aligned
+        for lo in range(0, n, _BLOCK):  # blocks keep every pass in the CPU cache
+            self._digits_block(scaled[lo : lo + _BLOCK], digits[lo : lo + _BLOCK])
         out[:, :common] = digits[:, ndig - common :]
         out[:, common] = EOS
-        for length in np.flatnonzero(counts).tolist():
-            if length != common:
-                rows = np.flatnonzero(lengths == length)
-                block = np.zeros((rows.size, width), dtype=np.uint8)
-                block[:, :length] = digits[rows, ndig - length :]
-                block[:, length] = EOS
-                out[rows] = block
+        if short.size and scalable:
+            # Short rows: EOS at L, PAD over the scaled zeros up to and including column C.
+            flat = out.reshape(-1)
+            at = short * width + lengths[short]
+            flat[at] = EOS
+            gap = common - lengths[short]
+            for j in range(1, int(gap.max()) + 1):
+                flat[at[gap >= j] + j] = PAD
+        others = lengths > common if scalable else lengths != common
+        for length in np.unique(lengths[others]).tolist():
+            rows = np.flatnonzero(lengths == length)
+            block = np.zeros((rows.size, width), dtype=np.uint8)
+            block[:, :length] = digits[rows, ndig - length :]
+            block[:, length] = EOS
+            out[rows] = block
         return out
 
     def _digits_block(self, values: np.ndarray, digits: np.ndarray) -> None:
