@@ -221,7 +221,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     cfg = _load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
     locations = _locations(args)
     from search.storage import mask
-    from search.study import StudyError, launch
+    from search.study import StudyError, launch, stop_on_sigterm
+
+    stop_on_sigterm()
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -265,8 +267,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     cfg = _load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout)
     locations = _locations(args)
     from search.storage import mask
-    from search.study import StudyError, join
+    from search.study import StudyError, join, stop_on_sigterm
 
+    stop_on_sigterm()
     try:
         result = join(cfg, locations, args.worker_index, log=lambda msg: print(msg, flush=True))
     except StudyError as exc:

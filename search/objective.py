@@ -6,6 +6,7 @@ epoch to both and raises ``TrialPruned`` when the pruner says so.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import signal
@@ -183,8 +184,12 @@ def run_trial(
         except optuna.TrialPruned as exc:
             outcome = TrialOutcome(TrialState.PRUNED, None, str(exc))
         except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
-            _close(trial, tracker, run_id, ckpt_dir, TrialOutcome(TrialState.FAIL, None, "interrupted"))
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup
+                signal.signal(sig, signal.SIG_IGN)
+            # The interrupt may have cut a storage call: what fails here, the worker's
+            # _record_interrupted redoes (Optuna state, reason and a run left RUNNING).
+            with contextlib.suppress(Exception):
+                _close(trial, tracker, run_id, ckpt_dir, TrialOutcome(TrialState.FAIL, None, "interrupted"))
             raise
         except Exception as exc:  # a failed trial is recorded and the study goes on
             reason = f"{type(exc).__name__}: {exc}"

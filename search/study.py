@@ -370,60 +370,125 @@ def worker_loop(
     data_cache: dict = {}
     stats = WorkerStats()
     failures = 0
-    while True:
-        started = time.perf_counter()
-        if deadline is not None and time.time() >= deadline:
-            log("timeout reached: no new trials")
-            break
-        with study_lock(locations.storage, cfg.study.name, engine):
-            if heartbeats:
-                optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
-                tracker.close_orphans(study)
-            trials = study.get_trials(deepcopy=False)
-            done = sum(t.state in COUNTED for t in trials)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            # ask() takes a WAITING trial (a retry) first, else samples a new one
-            trial = study.ask() if done + running < target else None
-            if trial is not None:  # lets `recover` tell a dead worker's trial from a live one
-                trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-        if trial is None:
-            if done >= target or running == 0:
+    current: optuna.Trial | None = None  # asked and not yet told: what an interrupt must close
+    try:
+        while True:
+            started = time.perf_counter()
+            if deadline is not None and time.time() >= deadline:
+                log("timeout reached: no new trials")
                 break
-            time.sleep(1.0)  # others' trials may still fail and need replacing
-            continue
-        frozen = storage.get_trial(trial._trial_id)
-        retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
-        if retry_of is not None:
-            log(f"trial {trial.number} retries trial {retry_of} with the same params")
-        try:
+            with study_lock(locations.storage, cfg.study.name, engine):
+                if heartbeats:
+                    optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + retry
+                    tracker.close_orphans(study)
+                trials = study.get_trials(deepcopy=False)
+                done = sum(t.state in COUNTED for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                # ask() takes a WAITING trial (a retry) first, else samples a new one
+                if done + running < target:
+                    current = study.ask()
+                    # lets `recover` tell a dead worker's trial from a live one
+                    current.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+            if current is None:
+                if done >= target or running == 0:
+                    break
+                time.sleep(1.0)  # others' trials may still fail and need replacing
+                continue
+            trial = current
+            retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
+                storage.get_trial(trial._trial_id)
+            )
+            if retry_of is not None:
+                log(f"trial {trial.number} retries trial {retry_of} with the same params")
             with heartbeat(storage, trial._trial_id, heartbeats):
                 tags = {"retry_of": str(retry_of)} if retry_of is not None else {}
                 outcome = run_trial(study, trial, cfg, tracker, log, data_cache, tags=tags)
-        except KeyboardInterrupt:
-            study.tell(trial, state=TrialState.FAIL)  # run_trial recorded "interrupted"
-            log(f"trial {trial.number} FAIL (interrupted) | {summarize(study)} of {target}")
-            raise
-        if outcome.state == TrialState.COMPLETE:
-            study.tell(trial, outcome.value)
-        else:
-            study.tell(trial, state=outcome.state)
-        failures += outcome.state == TrialState.FAIL
-        tracker.update_parent(study)
-        stats.trials += 1
-        stats.loop_seconds += time.perf_counter() - started
-        stats.compute_seconds += trial.user_attrs.get("compute_seconds", 0.0)
-        extra = f" ({outcome.reason})" if outcome.reason and outcome.state != TrialState.COMPLETE else ""
-        value = f" value {outcome.value:.4f}" if outcome.value is not None else ""
-        log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {summarize(study)} of {target}")
-        if failures >= max_failures:
-            raise StudyError(f"{failures} trials failed in this worker; last reason: {outcome.reason}")
+            if outcome.state == TrialState.COMPLETE:
+                study.tell(trial, outcome.value)
+            else:
+                study.tell(trial, state=outcome.state)
+            current = None
+            failures += outcome.state == TrialState.FAIL
+            tracker.update_parent(study)
+            stats.trials += 1
+            stats.loop_seconds += time.perf_counter() - started
+            stats.compute_seconds += trial.user_attrs.get("compute_seconds", 0.0)
+            extra = f" ({outcome.reason})" if outcome.reason and outcome.state != TrialState.COMPLETE else ""
+            value = f" value {outcome.value:.4f}" if outcome.value is not None else ""
+            log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {summarize(study)} of {target}")
+            if failures >= max_failures:
+                raise StudyError(f"{failures} trials failed in this worker; last reason: {outcome.reason}")
+    except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # record it before anything else stops us
+            signal.signal(sig, signal.SIG_IGN)
+        if current is not None:
+            _record_interrupted(study, current, tracker)
+            log(f"trial {current.number} FAIL (interrupted) | {summarize(study)} of {target}")
+        raise
     return stats
 
 
+def _record_interrupted(study: optuna.Study, trial: optuna.Trial, tracker: StudyTracker) -> None:
+    """FAIL with reason "interrupted", wherever in its life the trial was stopped.
+
+    The interrupt may have cut a storage call in half and left its database session unusable:
+    such a session is discarded and the call made again.
+    """
+    for attempt in range(3):
+        try:
+            if "fail_reason" not in trial.user_attrs:  # run_trial sets it when it saw the interrupt
+                trial.set_user_attr("fail_reason", "interrupted")
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        except optuna.exceptions.UpdateFinishedTrialError:
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            backend = getattr(study._storage, "_backend", study._storage)
+            if hasattr(backend, "scoped_session"):
+                backend.scoped_session.remove()
+    with contextlib.suppress(Exception):
+        tracker.close_orphans(study)  # its MLflow run, if one was left RUNNING
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`, a dying parent) stops like Ctrl-C: trial recorded, then exit."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _interrupt_when_parent_dies(parent: int) -> None:
+    """A worker whose `launch` process is killed gets SIGTERM: it records its trial and stops.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere an orphaned worker finishes its trials.
+    """
+    stop_on_sigterm()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker_main(
-    cfg_dict: dict, source: str, locations: Locations, index: int, deadline: float | None, queue: Any
+    cfg_dict: dict,
+    source: str,
+    locations: Locations,
+    index: int,
+    deadline: float | None,
+    queue: Any,
+    parent: int,
 ) -> None:
     """Entry point of a spawned worker process; its stats go back through ``queue``."""
+    _interrupt_when_parent_dies(parent)
     cfg = parse_study(cfg_dict, source)
     prefix = f"[w{index}] "
 
@@ -534,7 +599,7 @@ def _run_processes(
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(cfg.to_dict(), cfg.source, locations, i, deadline, queue),
+            args=(cfg.to_dict(), cfg.source, locations, i, deadline, queue, os.getpid()),
             name=f"collatz-hpo-worker-{i}",
         )
         for i in range(workers)
@@ -545,16 +610,22 @@ def _run_processes(
         for p in procs:
             p.join()
     except KeyboardInterrupt:
-        # Ctrl-C reaches the whole process group; a SIGINT sent to this process alone is
-        # passed on. Each worker records its running trial as interrupted, then stops.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C reaches the whole process group; a SIGINT or SIGTERM sent to this process alone
+        # is passed on as SIGTERM. Each worker records its running trial as interrupted, stops.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        # Workers that got the Ctrl-C themselves are already cleaning up (and ignore further
+        # signals after their first instant); give them that instant before passing it on.
+        deadline = time.time() + 1.0
+        while time.time() < deadline and any(p.is_alive() for p in procs):
+            time.sleep(0.05)
         for p in procs:
             if p.is_alive():
-                os.kill(p.pid, signal.SIGINT)
+                os.kill(p.pid, signal.SIGTERM)
         for p in procs:
             p.join(timeout=60)
             if p.is_alive():
-                p.terminate()
+                p.kill()
         raise
     while not queue.empty():
         stats.append(WorkerStats(**queue.get()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -182,6 +183,25 @@ def test_ctrl_c_with_two_workers_marks_both_trials_interrupted(tmp_path: Path, h
         assert t.user_attrs.get("fail_reason") == "interrupted", t.number
         assert store.run_of(t).info.status == "FAILED", t.number
     _nothing_running(store, "long")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill-parent"])
+def test_stopping_launch_alone_stops_its_workers_cleanly(tmp_path: Path, hpo: Any, how: str) -> None:
+    """SIGTERM to `launch` (a scheduler) or SIGKILL of it alone: no worker goes on orphaned."""
+    hpo.write_study(tmp_path, _long(hpo, n_trials=2, epochs=200), "long.toml")
+    bg = hpo.Background(["launch", "long.toml", "--workers", "2"], tmp_path)
+    bg.wait_for(_at_epoch_2(("[w0] trial", "[w1] trial")), timeout=180)
+    os.kill(bg.proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)  # not the group
+    code = bg.wait(timeout=120)
+    assert code == (130 if how == "sigterm" else -signal.SIGKILL), bg.output
+    store = hpo.Store(tmp_path)
+    deadline = time.time() + 60  # orphaned workers get SIGTERM from the kernel (PDEATHSIG)
+    while time.time() < deadline and any(t.state == TrialState.RUNNING for t in store.study("long").trials):
+        time.sleep(0.5)
+    for t in store.study("long").trials:
+        assert t.state == TrialState.FAIL, (t.number, bg.output)
+        assert t.user_attrs.get("fail_reason") == "interrupted", t.number
+        assert store.run_of(t).info.status == "FAILED", t.number
 
 
 def test_dead_worker_trial_is_failed_on_next_launch(tmp_path: Path, hpo: Any) -> None:
