@@ -453,12 +453,17 @@ def _record_interrupted(study: optuna.Study, trial: optuna.Trial, tracker: Study
 
 
 def stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `kill`, a dying parent) stops like Ctrl-C: trial recorded, then exit."""
+    """SIGTERM (a scheduler, `kill`, a dying parent) stops like Ctrl-C: trial recorded, then exit.
+
+    Ctrl-C is (re)armed too: a shell starts background jobs with SIGINT ignored, and a study
+    launched from a script must still stop cleanly when its process group is interrupted.
+    """
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupt_when_parent_dies(parent: int) -> None:
