@@ -454,3 +454,24 @@ def test_status_prints_a_row_per_trial_and_the_best(tiny_study: FinishedStudy, w
     arg = tiny_study.name if which == "name" else str(tiny_study.file)
     proc = hpo.check(hpo.run_cli(["status", arg], tiny_study.root, timeout=120))
     _check_status_output(proc.stdout, tiny_study)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_failing_trials_are_fail_with_their_reason_and_the_study_goes_on(tmp_path: Path, hpo: Any) -> None:
+    """A trial that cannot run (here: device cuda on a CPU machine) is FAIL with the reason, its
+    run FAILED with a fail_reason tag; the worker goes on with new trials and stops with a clear
+    error after max(3, n_trials) failures instead of looping for ever."""
+    text = hpo.study_toml("broken", n_trials=3).replace("threads = 1", 'threads = 1\ndevice = "cuda"')
+    hpo.write_study(tmp_path, text, "broken.toml")
+    proc = hpo.run_cli(["launch", "broken.toml"], tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "3 trials failed in this worker" in proc.stdout
+    store = hpo.Store(tmp_path)
+    trials = store.study("broken").trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3  # it went on after the first failure
+    for t in trials:
+        assert "no CUDA GPU" in t.user_attrs["fail_reason"]
+        run = store.run_of(t)
+        assert run.info.status == "FAILED"
+        assert "no CUDA GPU" in run.data.tags["fail_reason"]
+    _nothing_running(store, "broken")
