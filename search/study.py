@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -48,6 +49,7 @@ __all__ = [
 Log = Callable[[str], None]
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 CONFIG_ATTR = "config"
+GRID_ATTR = "grid_size"
 # Settings that may change between launches of one study without changing what it measures.
 _FREE_KEYS = {("study", "n_trials"), ("study", "timeout"), ("study", "seed")}
 
@@ -210,8 +212,24 @@ def make_sampler(cfg: StudyConfig, worker_index: int = 0) -> optuna.samplers.Bas
     if kind == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     if kind == "grid":
-        return optuna.samplers.GridSampler(grid_search_space(cfg.search), seed=seed)
+        # The grid itself is enqueued once as WAITING trials (see `enqueue_grid`): unlike
+        # GridSampler that is exact with many workers and never calls study.stop(), which
+        # ask-and-tell does not allow. Trials beyond the grid are sampled at random.
+        return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {kind!r}")
+
+
+def enqueue_grid(study: optuna.Study, cfg: StudyConfig) -> int:
+    """Enqueue every grid point once (call under the study lock); returns how many were added."""
+    if cfg.study.sampler != "grid" or study.user_attrs.get(GRID_ATTR):
+        return 0
+    grid = grid_search_space(cfg.search)
+    names = list(grid)
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+    for params in points:
+        study.enqueue_trial(params, skip_if_exists=True)
+    study.set_user_attr(GRID_ATTR, len(points))
+    return len(points)
 
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
@@ -259,6 +277,7 @@ def create_or_load(
         raise StudyError(f"study '{cfg.study.name}' exists with direction {study.direction.name.lower()}")
     saved = study.user_attrs.get(CONFIG_ATTR)
     if saved is None:
+        enqueue_grid(study, cfg)
         study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
     else:
         key = _diff(saved, cfg.to_dict())

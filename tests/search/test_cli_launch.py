@@ -475,3 +475,25 @@ def test_failing_trials_are_fail_with_their_reason_and_the_study_goes_on(tmp_pat
         assert run.info.status == "FAILED"
         assert "no CUDA GPU" in run.data.tags["fail_reason"]
     _nothing_running(store, "broken")
+
+
+def test_grid_study_with_two_workers_runs_each_point_exactly_once(tmp_path: Path, hpo: Any) -> None:
+    text = hpo.study_toml(
+        "grid",
+        n_trials=6,
+        sampler="grid",
+        pruner='type = "none"',
+        base="{ choices = [16, 24, 32] }",
+        d_model="16",
+        nhead="2",
+        num_layers="{ choices = [1, 2] }",
+        lr="1e-3",
+        epochs=1,
+    )
+    hpo.write_study(tmp_path, text, "grid.toml")
+    proc = hpo.check(hpo.run_cli(["launch", "grid.toml", "--workers", "2"], tmp_path))
+    assert "Traceback" not in proc.stdout + proc.stderr
+    trials = hpo.Store(tmp_path).study("grid").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    points = sorted((t.params["base"], t.params["num_layers"]) for t in trials)
+    assert points == [(b, n) for b in (16, 24, 32) for n in (1, 2)]
