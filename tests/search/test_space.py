@@ -8,7 +8,6 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from search.config import StudyConfig, parse_study
 from search.space import grid_search_space, nhead_param_name, suggest
