@@ -353,7 +353,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
         f"--tracking-uri http://{args.host}:{args.port}",
         flush=True,
     )
-    os.execv(cmd[0], cmd) if os.path.isabs(cmd[0]) else os.execvp(cmd[0], cmd)
+    os.execvp(cmd[0], cmd)  # an absolute path is used as is; a bare name is looked up on PATH
     return 0
 
 
