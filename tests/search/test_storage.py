@@ -114,3 +114,40 @@ def test_locations_masked(tmp_path: Path) -> None:
     shown = loc.masked()
     assert shown == {"storage": "postgresql://u:***@db/optuna", "tracking_uri": "http://u:***@mlflow:5000"}
     assert "secret" not in repr(shown) and "token" not in repr(shown)
+
+
+def test_server_command_binds_localhost_masks_the_password_and_adds_security_flags() -> None:
+    import subprocess
+    import sys
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "search.cli",
+                "server",
+                "--backend-store-uri",
+                "postgresql://hpo:t0p-secret@db.example/mlflow",
+                "--print-only",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    plain = run()
+    assert plain.returncode == 0, plain.stderr
+    assert "t0p-secret" not in plain.stdout and "postgresql://hpo:***@db.example/mlflow" in plain.stdout
+    assert "--host 127.0.0.1" in plain.stdout and "--serve-artifacts" in plain.stdout
+    exposed = run("--host", "0.0.0.0", "--allowed-hosts", "mlflow.example:5000", "--basic-auth")
+    assert "--allowed-hosts mlflow.example:5000" in exposed.stdout
+    assert "--app-name basic-auth" in exposed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "search.cli", "server", "--backend-store-uri", "nonsense", "--print-only"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
