@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, run_main
 from optuna.trial import TrialState
-
-from search.cli import main
 
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store and
 # exported once with `collatz-hpo export tiny --out exports/best` (registered as version 1).
@@ -26,27 +24,6 @@ def _best(exported: ExportedStudy) -> optuna.trial.FrozenTrial:
 
 def _config(exported: ExportedStudy) -> dict[str, Any]:
     return json.loads((exported.export_dir / "config.json").read_text())
-
-
-def _cli(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``collatz-hpo ARGS`` in this process (fast: torch, MLflow and Optuna are already loaded)."""
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        os.chdir(old)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
-    assert err.startswith("collatz-hpo: error: "), err
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
 
 
 # --- the export directory ----------------------------------------------------------------------
@@ -143,7 +120,7 @@ def test_champion_alias_follows_the_newest_export(exported_tiny: ExportedStudy, 
 
 def test_export_without_registering(exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]) -> None:
     before = len(exported_tiny.store.client().search_model_versions(f"name='{MODEL}'"))
-    code, out, err = _cli(
+    code, out, err = run_main(
         ["export", "tiny", "--out", "exports/plain", "--no-register"], exported_tiny.root, capsys
     )
     assert code == 0, err
@@ -174,13 +151,13 @@ def test_a_failed_export_leaves_nothing_behind(
 
 
 def test_unknown_study(exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _cli(["export", "nosuch"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "no study named 'nosuch'", "tiny")
+    code, _, err = run_main(["export", "nosuch"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, "no study named 'nosuch'", "tiny")
 
 
 def test_no_store_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _cli(["export", "tiny"], tmp_path, capsys)
-    _one_line_error(code, err, "no study named 'tiny'")
+    code, _, err = run_main(["export", "tiny"], tmp_path, capsys)
+    assert_one_line_error(code, err, "no study named 'tiny'")
     assert not (tmp_path / "mlruns").exists()
 
 
@@ -189,20 +166,20 @@ def test_study_without_a_completed_trial(
 ) -> None:
     study = optuna.create_study(study_name="nothing-done", storage=exported_tiny.store.optuna_url)
     study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.1}))
-    code, _, err = _cli(["export", "nothing-done"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "no completed trial", "1 pruned")
+    code, _, err = run_main(["export", "nothing-done"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, "no completed trial", "1 pruned")
 
 
 def test_trial_that_is_not_complete_or_does_not_exist(
     exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:
     trials = exported_tiny.store.study("tiny").trials
-    code, _, err = _cli(["export", "tiny", "--trial", "99"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "no trial 99")
+    code, _, err = run_main(["export", "tiny", "--trial", "99"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, "no trial 99")
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     if pruned:
-        code, _, err = _cli(["export", "tiny", "--trial", pruned[0].number], exported_tiny.root, capsys)
-        _one_line_error(code, err, f"trial {pruned[0].number} is PRUNED")
+        code, _, err = run_main(["export", "tiny", "--trial", pruned[0].number], exported_tiny.root, capsys)
+        assert_one_line_error(code, err, f"trial {pruned[0].number} is PRUNED")
 
 
 def _study_with_run(exported: ExportedStudy, name: str, checkpoint: bytes | None) -> None:
@@ -237,8 +214,8 @@ def test_missing_or_corrupted_checkpoint(
 ) -> None:
     name = f"broken-{'missing' if checkpoint is None else 'corrupted'}"
     _study_with_run(exported_tiny, name, checkpoint)
-    code, _, err = _cli(["export", name, "--out", f"exports/{name}"], exported_tiny.root, capsys)
-    _one_line_error(code, err, needle)
+    code, _, err = run_main(["export", name, "--out", f"exports/{name}"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, needle)
     assert not (exported_tiny.root / "exports" / name).exists()
 
 
@@ -248,6 +225,8 @@ def test_out_that_is_not_an_export_is_not_overwritten(
     keep = exported_tiny.root / "precious"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
-    code, _, err = _cli(["export", "tiny", "--out", "precious", "--no-register"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "is not a collatz-hpo export")
+    code, _, err = run_main(
+        ["export", "tiny", "--out", "precious", "--no-register"], exported_tiny.root, capsys
+    )
+    assert_one_line_error(code, err, "is not a collatz-hpo export")
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]

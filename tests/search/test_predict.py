@@ -18,32 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from search.cli import main
+from cli_helpers import assert_one_line_error, run_main
 
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store and
 # exported once with `collatz-hpo export tiny --out exports/best` (registered as version 1).
 ExportedStudy = Any
-
-
-def _cli(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        os.chdir(old)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
-    assert err.startswith("collatz-hpo: error: "), err
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +61,7 @@ def test_table_output_and_known_values(
 ) -> None:
     from search.model_io import load_export
 
-    code, out, err = _cli(["predict", "exports/best", "27", "97", "1", "7"], exported_tiny.root, capsys)
+    code, out, err = run_main(["predict", "exports/best", "27", "97", "1", "7"], exported_tiny.root, capsys)
     assert code == 0, err
     lines = out.strip().splitlines()
     assert lines[0].split() == ["n", "predicted", "κ", "true", "κ", "right"]
@@ -118,7 +97,7 @@ def test_registered_champion_predicts_like_the_export(
     import mlflow
 
     values = ["27", "97", "1", "3", "9", "4095"]
-    code, out, err = _cli(["predict", "exports/best", *values, "--json"], exported_tiny.root, capsys)
+    code, out, err = run_main(["predict", "exports/best", *values, "--json"], exported_tiny.root, capsys)
     assert code == 0, err
     before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     for model in (
@@ -126,12 +105,12 @@ def test_registered_champion_predicts_like_the_export(
         "models:/collatz-transformer/1",
         "exports/best/mlflow_model",
     ):
-        code, out2, err = _cli(["predict", model, *values, "--json"], exported_tiny.root, capsys)
+        code, out2, err = run_main(["predict", model, *values, "--json"], exported_tiny.root, capsys)
         assert code == 0, err
         assert json.loads(out2) == json.loads(out), model
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before  # no global state changed
-    code, _, err = _cli(["predict", "models:/no-such-model@champion", "27"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "no-such-model")
+    code, _, err = run_main(["predict", "models:/no-such-model@champion", "27"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, "no-such-model")
 
 
 def test_loading_and_predicting_imports_neither_optuna_nor_the_database(exported_tiny: ExportedStudy) -> None:
@@ -167,8 +146,8 @@ def test_loading_and_predicting_imports_neither_optuna_nor_the_database(exported
 def test_bad_inputs_are_named(
     exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str], value: str, needle: str
 ) -> None:
-    code, out, err = _cli(["predict", "exports/best", "27", value], exported_tiny.root, capsys)
-    _one_line_error(code, err, needle)
+    code, out, err = run_main(["predict", "exports/best", "27", value], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, needle)
     assert out == ""
 
 
@@ -178,18 +157,18 @@ def test_input_too_long_names_value_and_limit(
     cfg = json.loads((exported_tiny.export_dir / "config.json").read_text())
     base, limit = cfg["encoding"]["base"], cfg["max_length"]
     largest = base ** (limit - 1) - 1  # odd for even bases: the longest input that still fits
-    code, _, err = _cli(["predict", "exports/best", str(largest)], exported_tiny.root, capsys)
+    code, _, err = run_main(["predict", "exports/best", str(largest)], exported_tiny.root, capsys)
     assert code == 0, err
     too_long = largest + 2
-    code, _, err = _cli(["predict", "exports/best", str(too_long)], exported_tiny.root, capsys)
-    _one_line_error(code, err, str(too_long), f"max length is {limit}", str(largest))
+    code, _, err = run_main(["predict", "exports/best", str(too_long)], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, str(too_long), f"max length is {limit}", str(largest))
 
 
 def test_bad_input_in_a_subprocess_is_one_line(exported_tiny: ExportedStudy, hpo: Any) -> None:
     proc = hpo.run_cli(["predict", "exports/best", "27", "28"], exported_tiny.root, timeout=120)
-    _one_line_error(proc.returncode, proc.stderr, "28 is even")
+    assert_one_line_error(proc.returncode, proc.stderr, "28 is even")
     proc = hpo.run_cli(["predict", "exports/best", "--file", "nope.txt"], exported_tiny.root, timeout=120)
-    _one_line_error(proc.returncode, proc.stderr, "nope.txt")
+    assert_one_line_error(proc.returncode, proc.stderr, "nope.txt")
 
 
 def _broken_copy(exported: ExportedStudy, tmp_path: Path, how: str) -> Path:
@@ -234,13 +213,13 @@ def test_corrupted_export(
     exported_tiny: ExportedStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str, needle: str
 ) -> None:
     d = _broken_copy(exported_tiny, tmp_path, how)
-    code, _, err = _cli(["predict", d, "27"], tmp_path, capsys)
-    _one_line_error(code, err, needle)
+    code, _, err = run_main(["predict", d, "27"], tmp_path, capsys)
+    assert_one_line_error(code, err, needle)
 
 
 def test_missing_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _cli(["predict", "exports/none", "27"], tmp_path, capsys)
-    _one_line_error(code, err, "no export at exports/none")
+    code, _, err = run_main(["predict", "exports/none", "27"], tmp_path, capsys)
+    assert_one_line_error(code, err, "no export at exports/none")
 
 
 # --- mlflow models serve -----------------------------------------------------------------------

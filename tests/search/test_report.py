@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 import pytest
+from cli_helpers import assert_one_line_error, run_main
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
-
-from search.cli import main
 
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store.
 ExportedStudy = Any
@@ -25,26 +23,6 @@ PLOTS = (
     "learning_curves.png",
     "best_trial_classes.png",
 )
-
-
-def _cli(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        os.chdir(old)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
-    assert err.startswith("collatz-hpo: error: "), err
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +143,8 @@ def test_several_complete_trials_plot_importances(tmp_path: Path) -> None:
 
 
 def test_unknown_study(exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _cli(["report", "nosuch"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "no study named 'nosuch'")
+    code, _, err = run_main(["report", "nosuch"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, "no study named 'nosuch'")
 
 
 def test_study_without_a_completed_trial(
@@ -174,6 +152,6 @@ def test_study_without_a_completed_trial(
 ) -> None:
     study = optuna.create_study(study_name="report-nothing-done", storage=exported_tiny.store.optuna_url)
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
-    code, _, err = _cli(["report", "report-nothing-done"], exported_tiny.root, capsys)
-    _one_line_error(code, err, "no completed trial", "1 fail")
+    code, _, err = run_main(["report", "report-nothing-done"], exported_tiny.root, capsys)
+    assert_one_line_error(code, err, "no completed trial", "1 fail")
     assert not (exported_tiny.root / "reports" / "report-nothing-done").exists()
