@@ -154,19 +154,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _validate_train(cfg: object) -> None:
     """Fail before any work (data, model, files) on settings that cannot run."""
-    from core import ModelConfig, MultiBaseEncoder
+    from core import MultiBaseEncoder
     from core.data import count_odd
 
-    MultiBaseEncoder(cfg.base)
-    ModelConfig(
-        vocab_size=cfg.base + 3,
-        d_model=cfg.d_model,
-        nhead=cfg.nhead,
-        num_layers=cfg.num_layers,
-        num_decoder_layers=cfg.num_decoder_layers,
-        dim_feedforward=cfg.dim_feedforward,
-        dropout=cfg.dropout,
-    )
+    cfg.model_config(MultiBaseEncoder(cfg.base).vocab_size)
     total = cfg.train_size + cfg.val_size + cfg.test_size
     available = count_odd(cfg.data_range)
     if total > available:

@@ -37,6 +37,7 @@ from search.model_io import (
     ExportError,
     save_weights,
 )
+from search.storage import first_line
 
 __all__ = ["ALIAS", "DEFAULT_MODEL_NAME", "ExportResult", "export_trial", "select_trial"]
 
@@ -88,16 +89,11 @@ def quiet_mlflow() -> None:
     logging.getLogger("mlflow").setLevel(max(logging.getLogger("mlflow").level, logging.WARNING))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _download(client: Any, run_id: str, path: str, dst: str) -> Path:
     try:
         return Path(client.download_artifacts(run_id, path, dst))
     except Exception as exc:  # MLflow raises several types for a missing artifact
-        raise ExportError(f"cannot get artifact {path} of run {run_id}: {_first_line(exc)}") from None
+        raise ExportError(f"cannot get artifact {path} of run {run_id}: {first_line(exc)}") from None
 
 
 def _test_summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -225,13 +221,13 @@ def export_trial(
         try:
             run_cfg = RunConfig.from_dict(json.loads(run_config_path.read_text())["run"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ExportError(f"config.json of run {run_id} is unusable: {_first_line(exc)}") from None
+            raise ExportError(f"config.json of run {run_id} is unusable: {first_line(exc)}") from None
         try:
             checkpoint = load_checkpoint(ckpt, "cpu")
             model = CollatzTransformer.from_config(checkpoint["model_config"])
             model.load_state_dict(checkpoint["model_state"])
         except (CheckpointError, TypeError, ValueError, RuntimeError) as exc:
-            raise ExportError(f"trial {trial.number}: unusable checkpoint: {_first_line(exc)}") from None
+            raise ExportError(f"trial {trial.number}: unusable checkpoint: {first_line(exc)}") from None
         _, _, test = build_data(run_cfg)
         if model.config.max_seq_length != test.max_length or model.config.vocab_size != test.vocab_size:
             raise ExportError(f"checkpoint of trial {trial.number} does not match its run config")

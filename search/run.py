@@ -21,6 +21,8 @@ from core import (
     Callback,
     CollatzDataset,
     CollatzTransformer,
+    ModelConfig,
+    StopTraining,
     Trainer,
     compute_collatz_metrics,
     load_checkpoint,
@@ -67,6 +69,19 @@ class RunConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     threads: int | None = None
 
+    def model_config(self, vocab_size: int, max_seq_length: int = 64) -> ModelConfig:
+        """The model part; building it validates nhead | d_model and the other model fields."""
+        return ModelConfig(
+            vocab_size=vocab_size,
+            d_model=self.d_model,
+            nhead=self.nhead,
+            num_layers=self.num_layers,
+            num_decoder_layers=self.num_decoder_layers,
+            dim_feedforward=self.dim_feedforward,
+            dropout=self.dropout,
+            max_seq_length=max_seq_length,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["data_range"] = list(self.data_range)
@@ -109,16 +124,7 @@ def build_data(cfg: RunConfig) -> tuple[CollatzDataset, CollatzDataset, CollatzD
 
 
 def build_model(cfg: RunConfig, dataset: CollatzDataset) -> CollatzTransformer:
-    return CollatzTransformer(
-        vocab_size=dataset.vocab_size,
-        d_model=cfg.d_model,
-        nhead=cfg.nhead,
-        num_layers=cfg.num_layers,
-        num_decoder_layers=cfg.num_decoder_layers,
-        dim_feedforward=cfg.dim_feedforward,
-        dropout=cfg.dropout,
-        max_seq_length=dataset.max_length,
-    )
+    return CollatzTransformer.from_config(cfg.model_config(dataset.vocab_size, dataset.max_length))
 
 
 def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -153,8 +159,6 @@ class TimeBudget(Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        from core import StopTraining
-
         if time.perf_counter() - self.start >= self.seconds:
             raise StopTraining(f"time budget of {self.seconds:g}s reached")
 

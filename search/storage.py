@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Locations", "is_disconnect", "mask", "resolve_locations", "study_lock"]
+__all__ = ["Locations", "first_line", "is_disconnect", "mask", "resolve_locations", "study_lock"]
 
 STORE_DIR = "mlruns"
 # scheme:, then any number of slashes (a mistyped "postgresql:/" too), then user:password@
@@ -31,6 +31,12 @@ def mask(text: str) -> str:
     """Replace passwords in any URL inside ``text`` (user:pass@host, ?password=...) by ***."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _QUERY_SECRET.sub(lambda m: f"{m[1]}=***", text)
+
+
+def first_line(exc: BaseException) -> str:
+    """A one-line, password-masked description of an exception, for one-line user errors."""
+    text = str(exc).strip().splitlines()
+    return mask(text[0] if text else type(exc).__name__)
 
 
 @dataclass(frozen=True)

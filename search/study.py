@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from search.config import StudyConfig, parse_study
 from search.objective import run_trial
 from search.space import grid_search_space
-from search.storage import Locations, is_disconnect, mask, prepare, study_lock
+from search.storage import Locations, first_line, is_disconnect, mask, prepare, study_lock
 from search.tracking import StudyTracker
 
 __all__ = [
@@ -103,7 +103,7 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> optuna.storages.Ba
         with study_lock(url, "collatz-hpo-schema"):
             return ResilientRDBStorage(url, **kwargs)
     except Exception as exc:  # no driver, unreachable server, bad URL: one line, not a traceback
-        raise StudyError(f"cannot open Optuna storage {mask(url)}: {_first_line(exc)}") from exc
+        raise StudyError(f"cannot open Optuna storage {mask(url)}: {first_line(exc)}") from exc
 
 
 def open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:
@@ -112,13 +112,8 @@ def open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:
         return StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
     except Exception as exc:
         raise StudyError(
-            f"cannot use MLflow tracking URI {mask(locations.tracking_uri)}: {_first_line(exc)}"
+            f"cannot use MLflow tracking URI {mask(locations.tracking_uri)}: {first_line(exc)}"
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return mask(text[0] if text else type(exc).__name__)
 
 
 def _retrying(method: Callable[..., Any], attempts: int = 8) -> Callable[..., Any]:
