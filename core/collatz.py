@@ -18,6 +18,8 @@ _MAX_K_U64 = 40
 _POW3_U64 = np.array([3**k for k in range(_MAX_K_U64 + 1)], dtype=np.uint64)
 # Largest m with 3^k · m < 2^64, per k; larger m must take the exact (Python int) path.
 _M_LIMIT_U64 = np.array([(2**64 - 1) // 3**k for k in range(_MAX_K_U64 + 1)], dtype=np.uint64)
+_ONE = np.uint64(1)
+_BLOCK = 1 << 16  # elements per block: the block's uint64 temporaries stay in a 1 MiB L2 cache
 
 
 def check_odd_positive(n: object) -> int:
@@ -63,30 +65,24 @@ class LongSteps:
     k_prime: np.ndarray
 
 
-def _trailing_zeros_u64(x: np.ndarray) -> np.ndarray:
-    """Trailing zero count of non-zero uint64 values (branch-free, vectorized)."""
-    lowest = x & (~x + np.uint64(1))
-    return np.bitwise_count(lowest - np.uint64(1)).astype(np.int64)
+def _trailing_zeros_u64(x: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:
+    """Trailing zero count of uint64 ``x`` into uint8 ``out`` (64 for zero), branch-free.
+
+    popcount((x & -x) - 1); ``scratch`` is a uint64 buffer of the same size.
+    """
+    np.negative(x, out=scratch)
+    np.bitwise_and(scratch, x, out=scratch)
+    np.subtract(scratch, _ONE, out=scratch)
+    np.bitwise_count(scratch, out=out)
 
 
-def _as_u64_or_none(values: np.ndarray) -> np.ndarray | None:
-    """Validate an integer array and return it as uint64, or None when it needs exact ints."""
-    if values.dtype == object:
-        return None
+def _as_u64(values: np.ndarray) -> np.ndarray:
+    """An integer array of positive values as uint64 (oddness is checked block by block)."""
     if values.dtype.kind not in "iu":
         raise TypeError(f"expected an array of odd positive integers, got dtype {values.dtype}")
-    if values.size and values.dtype.kind == "i":
-        bad = np.flatnonzero(values <= 0)
-        if bad.size:
-            raise ValueError(f"expected odd positive integers, got {int(values[bad[0]])}")
-    as_u64 = values.astype(np.uint64, copy=False)
-    bad = np.flatnonzero((as_u64 & np.uint64(1)) == 0)
-    if bad.size:
-        raise ValueError(f"expected odd positive integers, got {int(as_u64[bad[0]])}")
-    # n + 1 must not wrap: 2^64 − 1 is the one odd uint64 that needs the exact path.
-    if as_u64.size and as_u64.max() == np.uint64(2**64 - 1):
-        return None
-    return as_u64
+    if values.size and values.dtype.kind == "i" and values.min() <= 0:
+        raise ValueError(f"expected odd positive integers, got {int(values.min())}")
+    return values.astype(np.uint64, copy=False)
 
 
 def _exact(values: list[int]) -> LongSteps:
@@ -119,23 +115,54 @@ def long_steps(values: np.ndarray | list[int]) -> LongSteps:
             arr = np.array(ints, dtype=np.uint64)
         else:
             return _exact(ints)
-    n = _as_u64_or_none(arr)
-    if n is None:
-        return _exact([int(v) for v in arr.tolist()])
+    return _long_steps_u64(_as_u64(arr))
 
-    n1 = n + np.uint64(1)
-    k = _trailing_zeros_u64(n1)
-    m = n1 >> k.astype(np.uint64)
-    k_clip = np.minimum(k, _MAX_K_U64)
-    fits = (k <= _MAX_K_U64) & (m <= _M_LIMIT_U64[k_clip])
-    a = _POW3_U64[k_clip] * m - np.uint64(1)  # wrapped where not `fits`; fixed below
-    kp = _trailing_zeros_u64(np.where(fits, a, np.uint64(2)))
-    kappa = a >> kp.astype(np.uint64)
-    if fits.all():
+
+def _long_steps_u64(n: np.ndarray) -> LongSteps:
+    """κ, k, k′ of positive uint64 values, in cache-sized blocks with reused buffers.
+
+    An even value (k = 0, since then n + 1 is odd) raises ValueError naming the first one.
+
+    Elements where 3^k · m does not fit 64 bits (k > 40, or m too large for its k, or
+    n = 2^64 − 1 whose n + 1 wraps) are collected and recomputed exactly afterwards.
+    """
+    size = n.shape[0]
+    kappa = np.empty(size, dtype=np.uint64)
+    k = np.empty(size, dtype=np.int64)
+    kp = np.empty(size, dtype=np.int64)
+    rows = min(size, _BLOCK)
+    n1, m, scratch = (np.empty(rows, dtype=np.uint64) for _ in range(3))
+    k8, kp8 = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.uint8)
+    unfit = []
+    for lo in range(0, size, _BLOCK):
+        x = n[lo : lo + _BLOCK]
+        r = x.shape[0]
+        b_n1, b_m, b_s, b_k, b_kp = n1[:r], m[:r], scratch[:r], k8[:r], kp8[:r]
+        a = kappa[lo : lo + _BLOCK]  # a = 3^k · m − 1 is built in place and shifted into κ
+        np.add(x, _ONE, out=b_n1)
+        _trailing_zeros_u64(b_n1, b_s, b_k)
+        if int(b_k.min()) == 0:
+            first_even = int(x[np.flatnonzero(b_k == 0)[0]])
+            raise ValueError(f"expected odd positive integers, got {first_even}")
+        np.right_shift(b_n1, b_k, out=b_m)
+        # 3^k · m = (n + 1) · 1.5^k: when even the block's largest bound is far below 2^64,
+        # every element fits and the per-element check is skipped.
+        kmax = int(b_k.max())
+        if kmax > _MAX_K_U64 or (float(x.max()) + 1.0) * 1.5**kmax >= 2.0**63:
+            fits = (b_k <= _MAX_K_U64) & (b_m <= _M_LIMIT_U64.take(b_k, mode="clip"))
+            if not fits.all():
+                unfit.append(np.flatnonzero(~fits) + lo)
+        np.multiply(_POW3_U64.take(b_k, mode="clip"), b_m, out=a)  # wraps where unfit
+        np.subtract(a, _ONE, out=a)
+        _trailing_zeros_u64(a, b_s, b_kp)
+        np.right_shift(a, b_kp, out=a)
+        k[lo : lo + _BLOCK] = b_k
+        kp[lo : lo + _BLOCK] = b_kp
+    if not unfit:
         return LongSteps(kappa, k, kp)
 
-    # Overflowing elements: recompute exactly and widen κ to Python ints.
-    idx = np.flatnonzero(~fits)
+    # Overflowing elements: recompute exactly and widen κ to Python ints if needed.
+    idx = np.concatenate(unfit)
     exact = _exact([int(v) for v in n[idx].tolist()])
     kp[idx] = exact.k_prime
     if exact.kappa.dtype == np.uint64:  # the intermediate overflowed, κ itself fits

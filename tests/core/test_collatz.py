@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core import LongSteps, long_step, long_steps, loop_lengths
+from core import LongSteps, collatz, long_step, long_steps, loop_lengths
 
 
 def reference(n: int) -> tuple[int, int, int]:
@@ -200,3 +201,25 @@ def test_vectorized_bad_inputs(bad: object, error: type[Exception], named: str) 
     with pytest.raises(error) as info:
         long_steps(bad)  # type: ignore[arg-type]
     assert re.search(rf"(?<![\d.]){re.escape(named)}(?![\d.])", str(info.value)), str(info.value)
+
+
+OVERFLOW_EDGES = [2**41 - 1, 2**64 - 1, 2**63 + 1, 1]
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(st.one_of(odd_u64, st.sampled_from(OVERFLOW_EDGES)), min_size=1, max_size=60),
+    st.integers(1, 9),
+)
+def test_vectorized_blocks_match_scalar(values: list[int], block: int) -> None:
+    # Small blocks: block boundaries, per-block overflow checks and the exact fallback of
+    # elements from several blocks must give the same answer as one element at a time.
+    with mock.patch.object(collatz, "_BLOCK", block):
+        assert_matches_scalar(values, long_steps(np.array(values, dtype=np.uint64)))
+
+
+def test_vectorized_even_value_in_a_later_block_is_named() -> None:
+    values = np.arange(1, 41, 2, dtype=np.uint64)
+    values[17] = 36
+    with mock.patch.object(collatz, "_BLOCK", 4), pytest.raises(ValueError, match=r"\b36\b"):
+        long_steps(values)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError
+from core import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError, encoding
 
 ALL_BASES = list(range(2, 65))
 
@@ -238,3 +240,42 @@ def test_encode_odd_rejects_even() -> None:
     assert enc.encode_odd(27) == enc.encode(27)
     with pytest.raises(ValueError, match="28"):
         enc.encode_odd(28)
+
+
+mixed_u64 = st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 63)).map(lambda t: t[0] >> t[1])
+
+
+@settings(max_examples=80)
+@given(
+    st.sampled_from(ALL_BASES),
+    st.lists(mixed_u64, min_size=1, max_size=60),
+    st.integers(1, 9),
+    st.integers(0, 3),
+)
+def test_encode_batch_mixed_lengths_across_blocks_equal_encode(
+    base: int, values: list[int], block: int, extra_width: int
+) -> None:
+    # Values of every magnitude in one batch, in blocks of a few rows: rows shorter than the
+    # common length (scaled up), longer ones (filled per length) and block edges all meet.
+    enc = MultiBaseEncoder(base)
+    width = max(len(enc.encode(v)) for v in values) + extra_width
+    with mock.patch.object(encoding, "_BLOCK", block):
+        batch = enc.encode_batch(np.array(values, dtype=np.uint64), max_length=width)
+    expected = [enc.encode(v) for v in values]
+    assert batch.shape == (len(values), width)
+    for row, tokens in zip(batch.tolist(), expected, strict=True):
+        assert row == tokens + [PAD] * (width - len(tokens))
+
+
+@pytest.mark.parametrize("base", [2, 3, 24, 64])
+def test_encode_batch_large_array_equals_per_item_encoding(base: int) -> None:
+    # More rows than one block, lengths spread over the whole uint64 range; the expected
+    # rows come from the per-item (Python int) path.
+    rng = np.random.default_rng(base)
+    values = rng.integers(0, 2**64 - 1, size=150_000, dtype=np.uint64, endpoint=True)
+    values >>= rng.integers(0, 64, size=values.size).astype(np.uint64)
+    enc = MultiBaseEncoder(base)
+    batch = enc.encode_batch(values)
+    expected = enc._encode_batch_exact(values.tolist(), batch.shape[1])
+    assert batch.dtype == expected.dtype == torch.uint8
+    assert torch.equal(batch, expected)
