@@ -216,36 +216,99 @@ class CollatzTransformer(nn.Module):
 
     @torch.no_grad()
     def _greedy(
-        self, src: torch.Tensor, max_new_tokens: int | None = None
+        self,
+        src: torch.Tensor,
+        max_new_tokens: int | None = None,
+        memory: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy decoding with a per-layer cache of the self-attention inputs.
+
+        Each step runs the decoder on the newest position only (causal attention leaves the
+        earlier positions unchanged): O(T) positions instead of O(T²) without the cache.
+        """
         steps = max_new_tokens or self.config.max_seq_length
         if steps > self.config.max_seq_length:
             raise ValueError(f"max_new_tokens={steps} > max_seq_length={self.config.max_seq_length}")
-        memory, mask = self.encode(src)
-        batch = src.shape[0]
-        tgt = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
-        finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-        all_logits = []
-        for _ in range(steps):
-            logits = self.decode(tgt, memory, mask)[:, -1]
+        memory, memory_mask = self.encode(src) if memory is None else memory
+        batch, device = src.shape[0], src.device
+        state = _DecodeCache(memory, memory_mask, [None] * len(self.decoder.layers))
+        token = torch.full((batch,), BOS, dtype=torch.long, device=device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        pad_logits = torch.full((batch, self.config.vocab_size), float("-inf"), device=device)
+        pad_logits[:, PAD] = 0.0
+        tokens, all_logits = [], []
+        for step in range(steps):
+            logits = self._decode_step(token, step, state).float()
             # Rows that already emitted EOS produce PAD, so outputs align with padded targets.
-            pad_logits = torch.full_like(logits, float("-inf"))
-            pad_logits[:, PAD] = 0.0
             logits = torch.where(finished[:, None], pad_logits, logits)
-            nxt = logits.argmax(-1)
+            token = logits.argmax(-1)
+            tokens.append(token)
             all_logits.append(logits)
-            tgt = torch.cat([tgt, nxt[:, None]], dim=1)
-            finished |= nxt == EOS
+            finished |= token == EOS
             if bool(finished.all()):
                 break
-        return tgt[:, 1:], torch.stack(all_logits, dim=1)
+        return torch.stack(tokens, dim=1), torch.stack(all_logits, dim=1)
+
+    def _decode_step(self, token: torch.Tensor, step: int, state: _DecodeCache) -> torch.Tensor:
+        """Logits [B, V] after decoder input ``token`` [B] at position ``step``; grows the cache."""
+        # A PAD among the decoder's own inputs is masked as a key, as in teacher forcing.
+        pad = (token == PAD)[:, None]
+        state.key_pad = pad if state.key_pad is None else torch.cat([state.key_pad, pad], dim=1)
+        y = self.token_embedding(token)[:, None] + self.tgt_position.weight[step]
+        for i, layer in enumerate(self.decoder.layers):
+            y, state.layers[i] = _decoder_layer_step(
+                layer, y, state.layers[i], state.key_pad, state.memory, state.memory_mask
+            )
+        return self.output_head(self.decoder.norm(y))[:, 0]
 
     @torch.no_grad()
-    def generate(self, src: torch.Tensor, max_new_tokens: int | None = None) -> torch.Tensor:
-        """Greedy decoding until every row emitted EOS: token ids [B, T], PAD after EOS."""
+    def generate(
+        self,
+        src: torch.Tensor,
+        max_new_tokens: int | None = None,
+        memory: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Greedy decoding until every row emitted EOS: token ids [B, T], PAD after EOS.
+
+        ``memory`` is ``encode(src)`` when the caller already has it (evaluation does).
+        """
         was_training = self.training
         self.eval()
         try:
-            return self._greedy(src, max_new_tokens)[0]
+            return self._greedy(src, max_new_tokens, memory)[0]
         finally:
             self.train(was_training)
+
+
+@dataclass
+class _DecodeCache:
+    """What greedy decoding keeps between steps: encoder memory and per-layer key/value inputs."""
+
+    memory: torch.Tensor
+    memory_mask: torch.Tensor
+    layers: list[torch.Tensor | None]
+    key_pad: torch.Tensor | None = None
+
+
+def _decoder_layer_step(
+    layer: nn.TransformerDecoderLayer,
+    y: torch.Tensor,
+    cache: torch.Tensor | None,
+    key_pad: torch.Tensor,
+    memory: torch.Tensor,
+    memory_mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pre-LN decoder layer for the newest position y [B, 1, D], as layer.forward computes it.
+
+    ``cache`` holds norm1 of the earlier positions (the self-attention keys and values);
+    returns the layer output and the cache grown by this position.
+    """
+    h = layer.norm1(y)
+    keys = h if cache is None else torch.cat([cache, h], dim=1)
+    y = y + layer.dropout1(layer.self_attn(h, keys, keys, key_padding_mask=key_pad, need_weights=False)[0])
+    h = layer.norm2(y)
+    y = y + layer.dropout2(
+        layer.multihead_attn(h, memory, memory, key_padding_mask=memory_mask, need_weights=False)[0]
+    )
+    h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(y)))))
+    return y + layer.dropout3(h), keys

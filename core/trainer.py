@@ -181,9 +181,10 @@ class Trainer:
         correct: list[torch.Tensor] = []
         for src, tgt in loader:
             src, tgt = src.to(self.device), tgt.to(self.device)
-            logits = self.model(src, CollatzTransformer.shift_right(tgt))
+            memory = self.model.encode(src)  # one encoder pass for the loss and the decoding
+            logits = self.model.decode(CollatzTransformer.shift_right(tgt), *memory)
             loss_sum += float(self._loss(logits, tgt, criterion)) * src.shape[0]
-            pred = self.model.generate(src, max_new_tokens=tgt.shape[1])
+            pred = self.model.generate(src, max_new_tokens=tgt.shape[1], memory=memory)
             width = tgt.shape[1]
             pred = nn.functional.pad(pred, (0, max(0, width - pred.shape[1])), value=PAD)[:, :width]
             mask = tgt != PAD

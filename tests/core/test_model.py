@@ -75,6 +75,56 @@ def test_greedy_logits_argmax_equals_generate(data: CollatzDataset) -> None:
     assert bool((pred[:, width:] == PAD).all())
 
 
+def uncached_greedy(model: CollatzTransformer, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding by its definition: the whole decoder over the growing prefix each step."""
+    memory, mask = model.encode(src)
+    tgt = torch.full((src.shape[0], 1), BOS, dtype=torch.long)
+    finished = torch.zeros(src.shape[0], dtype=torch.bool)
+    steps = []
+    for _ in range(model.config.max_seq_length):
+        logits = model.decode(tgt, memory, mask)[:, -1]
+        logits[finished] = float("-inf")
+        logits[finished, PAD] = 0.0
+        steps.append(logits)
+        nxt = logits.argmax(-1)
+        tgt = torch.cat([tgt, nxt[:, None]], dim=1)
+        finished |= nxt == EOS
+        if bool(finished.all()):
+            break
+    return tgt[:, 1:], torch.stack(steps, dim=1)
+
+
+@pytest.mark.parametrize(
+    ("seed", "layers", "pad_bias"),
+    [(0, 1, 0.0), (1, 2, 0.0), (2, 3, 0.0), (3, 2, 1.5), (4, 1, 3.0)],
+)
+@torch.no_grad()
+def test_cached_greedy_equals_full_prefix_decoding(
+    data: CollatzDataset, seed: int, layers: int, pad_bias: float
+) -> None:
+    # The key/value cache must not change a single decision or logit. A bias towards PAD makes
+    # rows emit PAD before EOS, which the decoder then masks as a key in both versions.
+    torch.manual_seed(seed)
+    model = CollatzTransformer(
+        data.vocab_size,
+        d_model=32,
+        nhead=4,
+        num_layers=1,
+        num_decoder_layers=layers,
+        dropout=0.3,
+        max_seq_length=16,
+    ).eval()
+    model.output_head.bias[PAD] += pad_bias
+    src = batch(data, 16)[0].clone()
+    src[::3, -3:] = PAD  # shorter inputs in some rows: the memory padding mask matters too
+    expected_tokens, expected_logits = uncached_greedy(model, src)
+    tokens, logits = model._greedy(src)
+    assert torch.equal(tokens, expected_tokens)
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-5)
+    if pad_bias:
+        assert bool((expected_tokens[~(expected_tokens == EOS).cumsum(1).bool()] == PAD).any())
+
+
 def test_generate_restores_training_mode(data: CollatzDataset) -> None:
     model = tiny(data.vocab_size, dropout=0.5).train()
     src, _ = batch(data)
@@ -87,15 +137,13 @@ def fake_decoder(model: CollatzTransformer, stops: list[int], monkeypatch: pytes
     """Row i emits the digit token 4 for ``stops[i]`` steps, then EOS, then (if asked) digit 5."""
     vocab = model.config.vocab_size
 
-    def decode(tgt_in: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        step = tgt_in.shape[1] - 1  # tokens generated so far
-        logits = torch.zeros(tgt_in.shape[0], tgt_in.shape[1], vocab)
+    def decode_step(token: torch.Tensor, step: int, state: object) -> torch.Tensor:
+        logits = torch.zeros(token.shape[0], vocab)  # step = tokens generated so far
         for i, stop in enumerate(stops):
-            token = 4 if step < stop else EOS if step == stop else 5
-            logits[i, -1, token] = 1.0
+            logits[i, 4 if step < stop else EOS if step == stop else 5] = 1.0
         return logits
 
-    monkeypatch.setattr(model, "decode", decode)
+    monkeypatch.setattr(model, "_decode_step", decode_step)
 
 
 def test_generate_stops_at_eos_and_pads_after(data: CollatzDataset, monkeypatch: pytest.MonkeyPatch) -> None:
