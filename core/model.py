@@ -144,7 +144,12 @@ class CollatzTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # --- checks ------------------------------------------------------------------------
-    def _check_tokens(self, tokens: torch.Tensor, what: str) -> None:
+    def check_tokens(self, tokens: torch.Tensor, what: str = "tokens") -> None:
+        """Raise a clear ValueError for a batch the model cannot embed (shape, length, token ids).
+
+        On a GPU tensor this syncs the device; the trainer calls it on CPU batches before
+        moving them, so an out-of-range id never reaches CUDA as a device-side assert.
+        """
         if tokens.dim() != 2:
             raise ValueError(f"{what} must be [batch, length] token ids, got shape {tuple(tokens.shape)}")
         if tokens.shape[1] > self.config.max_seq_length:
@@ -152,9 +157,6 @@ class CollatzTransformer(nn.Module):
                 f"{what} has length {tokens.shape[1]} > max_seq_length={self.config.max_seq_length}; "
                 "build the model with a larger max_seq_length"
             )
-        # A device sync per call on GPU: check there once, always on CPU (free).
-        if tokens.device.type != "cpu" and self._checked_on_device:
-            return
         top = int(tokens.max()) if tokens.numel() else 0
         if top >= self.config.vocab_size:
             raise ValueError(
@@ -162,8 +164,14 @@ class CollatzTransformer(nn.Module):
                 f"{self.config.vocab_size}; build it with vocab_size=dataset.vocab_size "
                 f"(base + 3, here at least {top + 1})"
             )
-        if tokens.device.type != "cpu":
-            self._checked_on_device = True
+
+    def _check_tokens(self, tokens: torch.Tensor, what: str) -> None:
+        """check_tokens on every CPU call; on GPU only on the first (each check is a sync)."""
+        if tokens.device.type == "cpu" or not self._checked_on_device:
+            self.check_tokens(tokens, what)
+            self._checked_on_device |= tokens.device.type != "cpu"
+        elif tokens.dim() != 2 or tokens.shape[1] > self.config.max_seq_length:
+            self.check_tokens(tokens, what)  # shape checks need no sync
 
     # --- forward -----------------------------------------------------------------------
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

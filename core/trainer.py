@@ -116,6 +116,13 @@ class Trainer:
                     f"{self.model.config.vocab_size}; pass vocab_size=dataset.vocab_size"
                 )
 
+    def _to_device(self, src: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move a batch to the device, checking its token ids first while they are on the CPU."""
+        if self.device.type != "cpu" and src.device.type == "cpu":
+            self.model.check_tokens(src, "src")
+            self.model.check_tokens(tgt, "targets")
+        return src.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
+
     # --- one epoch -----------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
         return criterion(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
@@ -131,8 +138,7 @@ class Trainer:
         num_batches = len(self.train_loader) if hasattr(self.train_loader, "__len__") else None
         start = time.perf_counter()
         for batch_idx, (src, tgt) in enumerate(self.train_loader, start=1):
-            src = src.to(self.device, non_blocking=True)
-            tgt = tgt.to(self.device, non_blocking=True)
+            src, tgt = self._to_device(src, tgt)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = self.model(src, CollatzTransformer.shift_right(tgt))
                 loss = self._loss(logits.float(), tgt, criterion)
@@ -180,7 +186,7 @@ class Trainer:
         loss_sum, rows, tokens, tokens_right = 0.0, 0, 0, 0
         correct: list[torch.Tensor] = []
         for src, tgt in loader:
-            src, tgt = src.to(self.device), tgt.to(self.device)
+            src, tgt = self._to_device(src, tgt)
             memory = self.model.encode(src)  # one encoder pass for the loss and the decoding
             logits = self.model.decode(CollatzTransformer.shift_right(tgt), *memory)
             loss_sum += float(self._loss(logits, tgt, criterion)) * src.shape[0]

@@ -238,6 +238,18 @@ def test_trainer_rejects_a_model_with_too_small_vocab(tmp_path: Path) -> None:
     Trainer(ok, BatchIterator(data, 8), device="cpu", log=None)
 
 
+def test_check_tokens_names_the_culprit(data: CollatzDataset) -> None:
+    model = tiny(data.vocab_size)
+    src, _ = batch(data)
+    model.check_tokens(src)
+    with pytest.raises(
+        ValueError, match=rf"^labels holds token id {data.vocab_size} but the model's vocab_size"
+    ):
+        model.check_tokens(src.clone().fill_(data.vocab_size), "labels")
+    with pytest.raises(ValueError, match=r"must be \[batch, length\]"):
+        model.check_tokens(src[0])
+
+
 def test_src_longer_than_max_seq_length_is_rejected(data: CollatzDataset) -> None:
     model = tiny(data.vocab_size, max_seq_length=4)
     src = torch.full((2, 6), 4)
@@ -364,3 +376,10 @@ def test_cuda_smoke(data: CollatzDataset, tmp_path: Path) -> None:
     too_small = tiny(vocab_size=5).to(device)
     with pytest.raises(ValueError, match="vocab_size=dataset.vocab_size"):
         too_small.generate(src.to(device))
+    # A later batch with an id beyond the vocabulary: a clear error from the trainer's CPU-side
+    # check, not a device-side assert after the model's first-call check.
+    src2, tgt2 = batch(data, 4)
+    bad = [(src2, tgt2), (src2, tgt2.clone().fill_(data.vocab_size))]
+    trainer = Trainer(model, bad, None, device=device, checkpoint_dir=None, log=None)
+    with pytest.raises(ValueError, match=f"targets holds token id {data.vocab_size}"):
+        trainer.train(1, torch.optim.Adam(model.parameters(), lr=1e-3))
