@@ -2,7 +2,7 @@
 
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.collatz import LongSteps, long_step, long_steps, loop_lengths
-from core.data import BatchIterator, CollatzDataset, count_odd, make_splits, sample_odd
+from core.data import BatchIterator, CollatzDataset, count_odd, make_splits, sample_odd, split_values
 from core.encoding import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError
 from core.metrics import (
     classify_error,
@@ -42,5 +42,6 @@ __all__ = [
     "loop_lengths",
     "make_splits",
     "sample_odd",
+    "split_values",
     "save_checkpoint",
 ]

@@ -205,7 +205,7 @@ def export_trial(
     from mlflow.tracking import MlflowClient
 
     from core import CheckpointError, CollatzTransformer, load_checkpoint
-    from search.run import RunConfig, build_data, evaluate_test
+    from search.run import RunConfig, build_test_set, evaluate_test
 
     quiet_mlflow()
     trial = select_trial(study, trial_number)
@@ -228,7 +228,7 @@ def export_trial(
             model.load_state_dict(checkpoint["model_state"])
         except (CheckpointError, TypeError, ValueError, RuntimeError) as exc:
             raise ExportError(f"trial {trial.number}: unusable checkpoint: {first_line(exc)}") from None
-        _, _, test = build_data(run_cfg)
+        test = build_test_set(run_cfg)
         if model.config.max_seq_length != test.max_length or model.config.vocab_size != test.vocab_size:
             raise ExportError(f"checkpoint of trial {trial.number} does not match its run config")
         log(f"re-evaluating trial {trial.number} (run {run_id}) on {len(test)} held-out test inputs")

@@ -27,9 +27,19 @@ from core import (
     compute_collatz_metrics,
     load_checkpoint,
     make_splits,
+    split_values,
 )
+from core.data import max_sequence_length
 
-__all__ = ["RunConfig", "RunResult", "build_data", "build_model", "evaluate_test", "execute"]
+__all__ = [
+    "RunConfig",
+    "RunResult",
+    "build_data",
+    "build_model",
+    "build_test_set",
+    "evaluate_test",
+    "execute",
+]
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,16 @@ def build_data(cfg: RunConfig) -> tuple[CollatzDataset, CollatzDataset, CollatzD
         cfg.data_range, [cfg.train_size, cfg.val_size, cfg.test_size], cfg.base, seed=cfg.data_seed
     )
     return train, val, test
+
+
+def build_test_set(cfg: RunConfig) -> CollatzDataset:
+    """The test split of ``build_data`` alone: same values, no κ or tokens for the others."""
+    test_values = split_values(cfg.data_range, [cfg.train_size, cfg.val_size, cfg.test_size], cfg.data_seed)[
+        2
+    ]
+    return CollatzDataset.from_values(
+        test_values, cfg.data_range, cfg.base, max_sequence_length(cfg.data_range, cfg.base)
+    )
 
 
 def build_model(cfg: RunConfig, dataset: CollatzDataset) -> CollatzTransformer:

@@ -21,6 +21,7 @@ from core import (
     loop_lengths,
     make_splits,
     sample_odd,
+    split_values,
 )
 from core.data import max_sequence_length
 
@@ -260,3 +261,14 @@ def test_from_values_rejects_values_outside_the_range() -> None:
 def test_from_values_rejects_repeated_values() -> None:
     with pytest.raises(ValueError, match="distinct"):
         CollatzDataset.from_values([3, 5, 3], (1, 100), 24)
+
+
+def test_split_values_are_the_inputs_of_make_splits() -> None:
+    sizes = [500, 40, 60]
+    splits = make_splits((1, 10**9), sizes, base=7, seed=3)
+    pieces = split_values((1, 10**9), sizes, seed=3)
+    assert [len(p) for p in pieces] == sizes
+    for dataset, values in zip(splits, pieces, strict=True):
+        assert np.array_equal(dataset.values, values)
+    with pytest.raises(ValueError, match="split sizes must be >= 0"):
+        split_values((1, 100), [3, -1], seed=0)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -66,7 +67,7 @@ def test_export_writes_a_self_contained_directory(exported_tiny: ExportedStudy) 
 
 def test_recorded_test_exact_match_equals_a_fresh_evaluation(exported_tiny: ExportedStudy) -> None:
     from search.model_io import load_export
-    from search.run import RunConfig, build_data, evaluate_test
+    from search.run import RunConfig, build_data, build_test_set, evaluate_test
 
     cfg = _config(exported_tiny)
     best = _best(exported_tiny)
@@ -74,6 +75,9 @@ def test_recorded_test_exact_match_equals_a_fresh_evaluation(exported_tiny: Expo
     run_config = client.download_artifacts(cfg["run_id"], "config.json", str(exported_tiny.root / "dl"))
     run_cfg = RunConfig.from_dict(json.loads(Path(run_config).read_text())["run"])
     _, _, test = build_data(run_cfg)
+    alone = build_test_set(run_cfg)  # what export evaluates on, built without the other splits
+    assert np.array_equal(alone.values, test.values) and alone.max_length == test.max_length
+    assert torch.equal(alone.input_ids, test.input_ids) and torch.equal(alone.target_ids, test.target_ids)
     model = load_export(exported_tiny.export_dir)
     fresh = evaluate_test(model.model, test, torch.device("cpu"), run_cfg.eval_batch_size)
     assert fresh["exact_match"] == cfg["test_metrics"]["exact_match"]
