@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from core import (
@@ -23,6 +25,7 @@ from core import (
     sample_odd,
     split_values,
 )
+from core import data as data_module
 from core.data import max_sequence_length
 
 
@@ -272,3 +275,43 @@ def test_split_values_are_the_inputs_of_make_splits() -> None:
         assert np.array_equal(dataset.values, values)
     with pytest.raises(ValueError, match="split sizes must be >= 0"):
         split_values((1, 100), [3, -1], seed=0)
+
+
+def reference_first_occurrences(a: np.ndarray) -> np.ndarray:
+    return a[np.sort(np.unique(a, return_index=True)[1])]
+
+
+@settings(max_examples=60)
+@given(st.lists(st.integers(0, 30), max_size=80))
+def test_first_occurrences_keeps_draw_order_without_repeats(values: list[int]) -> None:
+    a = np.array(values, dtype=np.int64)
+    assert np.array_equal(data_module._first_occurrences(a), reference_first_occurrences(a))
+
+
+@pytest.mark.parametrize(
+    ("start_range", "n", "seed"),
+    [
+        ((1, 10**12), 200_000, 0),
+        ((1, 10**12), 200_000, 7),
+        ((1, 1_700_001), 200_000, 1),
+        ((101, 8_000_000), 900_000, 3),
+    ],
+)
+def test_sample_odd_is_the_seeded_sample_of_the_reference_algorithm(
+    start_range: tuple[int, int], n: int, seed: int
+) -> None:
+    # Keeps every seeded sample (and so every study's splits) as before: draw with replacement,
+    # keep first occurrences in draw order, top up. The narrow ranges force many repeats and
+    # several rounds.
+    available = count_odd(start_range)
+    assert n * 4 < available  # the sparse path
+    rng = np.random.default_rng(seed)
+    idx = np.empty(0, dtype=np.int64)
+    while idx.size < n:
+        need = n - idx.size
+        draw = rng.integers(0, available, size=need + need // 8 + 16, dtype=np.int64)
+        idx = reference_first_occurrences(np.concatenate([idx, draw]))[:n]
+    expected = np.uint64(start_range[0] | 1) + np.uint64(2) * idx.astype(np.uint64)
+    got = sample_odd(start_range, n, seed)
+    assert got.dtype == np.uint64
+    assert np.array_equal(got, expected)
