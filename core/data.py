@@ -152,8 +152,9 @@ class CollatzDataset(Dataset):
         self.input_ids = self.encoder.encode_batch(self.values, self.max_length)
         self.target_ids = self.encoder.encode_batch(self.kappa, self.max_length)
         # Sequence lengths let batches drop all-PAD columns.
-        self.input_lengths = (self.input_ids != 0).sum(1)
-        self.target_lengths = (self.target_ids != 0).sum(1)
+        # int16, not int64: 0.6 GB less at 50 M rows.
+        self.input_lengths = (self.input_ids != 0).sum(1, dtype=torch.int16)
+        self.target_lengths = (self.target_ids != 0).sum(1, dtype=torch.int16)
 
     @classmethod
     def from_values(
