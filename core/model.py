@@ -150,6 +150,10 @@ class CollatzTransformer(nn.Module):
         On a GPU tensor this syncs the device; the trainer calls it on CPU batches before
         moving them, so an out-of-range id never reaches CUDA as a device-side assert.
         """
+        self._check_shape(tokens, what)
+        self._check_ids(tokens, what)
+
+    def _check_shape(self, tokens: torch.Tensor, what: str) -> None:
         if tokens.dim() != 2:
             raise ValueError(f"{what} must be [batch, length] token ids, got shape {tuple(tokens.shape)}")
         if tokens.shape[1] > self.config.max_seq_length:
@@ -157,6 +161,8 @@ class CollatzTransformer(nn.Module):
                 f"{what} has length {tokens.shape[1]} > max_seq_length={self.config.max_seq_length}; "
                 "build the model with a larger max_seq_length"
             )
+
+    def _check_ids(self, tokens: torch.Tensor, what: str) -> None:
         top = int(tokens.max()) if tokens.numel() else 0
         if top >= self.config.vocab_size:
             raise ValueError(
@@ -166,12 +172,11 @@ class CollatzTransformer(nn.Module):
             )
 
     def _check_tokens(self, tokens: torch.Tensor, what: str) -> None:
-        """check_tokens on every CPU call; on GPU only on the first (each check is a sync)."""
+        """Shape always; token ids on every CPU call but on GPU only the first (each is a sync)."""
+        self._check_shape(tokens, what)
         if tokens.device.type == "cpu" or not self._checked_on_device:
-            self.check_tokens(tokens, what)
+            self._check_ids(tokens, what)
             self._checked_on_device |= tokens.device.type != "cpu"
-        elif tokens.dim() != 2 or tokens.shape[1] > self.config.max_seq_length:
-            self.check_tokens(tokens, what)  # shape checks need no sync
 
     # --- forward -----------------------------------------------------------------------
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
