@@ -29,7 +29,6 @@ from core import (
     make_splits,
     split_values,
 )
-from core.data import max_sequence_length
 
 __all__ = [
     "RunConfig",
@@ -79,6 +78,11 @@ class RunConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     threads: int | None = None
 
+    @property
+    def split_sizes(self) -> list[int]:
+        """Train, val and test sizes: the cut of one seeded distinct sample (see make_splits)."""
+        return [self.train_size, self.val_size, self.test_size]
+
     def model_config(self, vocab_size: int, max_seq_length: int = 64) -> ModelConfig:
         """The model part; building it validates nhead | d_model and the other model fields."""
         return ModelConfig(
@@ -127,20 +131,15 @@ def resolve_device(name: str) -> torch.device:
 
 def build_data(cfg: RunConfig) -> tuple[CollatzDataset, CollatzDataset, CollatzDataset]:
     """Train/val/test splits, disjoint by value; the same values for every base and trial."""
-    train, val, test = make_splits(
-        cfg.data_range, [cfg.train_size, cfg.val_size, cfg.test_size], cfg.base, seed=cfg.data_seed
-    )
+    train, val, test = make_splits(cfg.data_range, cfg.split_sizes, cfg.base, seed=cfg.data_seed)
     return train, val, test
 
 
 def build_test_set(cfg: RunConfig) -> CollatzDataset:
     """The test split of ``build_data`` alone: same values, no κ or tokens for the others."""
-    test_values = split_values(cfg.data_range, [cfg.train_size, cfg.val_size, cfg.test_size], cfg.data_seed)[
-        2
-    ]
-    return CollatzDataset.from_values(
-        test_values, cfg.data_range, cfg.base, max_sequence_length(cfg.data_range, cfg.base)
-    )
+    test_values = split_values(cfg.data_range, cfg.split_sizes, cfg.data_seed)[-1]
+    # max_length derived from the range, as make_splits derives it for all three splits
+    return CollatzDataset.from_values(test_values, cfg.data_range, cfg.base)
 
 
 def build_model(cfg: RunConfig, dataset: CollatzDataset) -> CollatzTransformer:
