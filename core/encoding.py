@@ -91,8 +91,8 @@ class MultiBaseEncoder:
         while p < 2**64:
             powers.append(p)
             p *= self.base
-        self._powers = np.array(powers, dtype=np.uint64)
         self._scales = np.array([1, *powers], dtype=np.uint64)  # base^0, base^1, ... below 2^64
+        self._powers = self._scales[1:]
         # Most digits whose every value fits uint16 / uint32 (base^k <= 2^16 / 2^32).
         self._digits_u16 = _max_digits(self.base, 2**16)
         self._digits_u32 = _max_digits(self.base, 2**32)
@@ -199,9 +199,8 @@ class MultiBaseEncoder:
 
     def _encode_batch_u64(self, values: np.ndarray, max_length: int | None) -> np.ndarray:
         n = values.shape[0]
-        width = max_length if max_length is not None else 2
         if n == 0:
-            return np.zeros((0, width), dtype=np.uint8)
+            return np.zeros((0, 2 if max_length is None else max_length), dtype=np.uint8)
         lengths, histogram = self._digit_counts(values)
         ndig = len(histogram) - 1  # the largest value has this many digits
         if max_length is not None and ndig + 1 > max_length:
@@ -240,11 +239,12 @@ class MultiBaseEncoder:
         ge = np.empty(min(n, _BLOCK), dtype=bool)
         for lo in range(0, n, _BLOCK):
             x, c = values[lo : lo + _BLOCK], counts[lo : lo + _BLOCK]
+            g = ge[: x.shape[0]]
             c.fill(below + 1)
             for i, p in enumerate(thresholds, start=below + 2):
-                np.greater_equal(x, p, out=ge[: x.shape[0]])
-                np.add(c, ge[: x.shape[0]], out=c)
-                at_least[i] += np.count_nonzero(ge[: x.shape[0]])
+                np.greater_equal(x, p, out=g)
+                np.add(c, g, out=c)
+                at_least[i] += np.count_nonzero(g)
         return counts, at_least[:-1] - at_least[1:]
 
     def _fill(self, values: np.ndarray, lengths: np.ndarray, common: int, out: np.ndarray) -> None:
