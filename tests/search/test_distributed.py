@@ -6,9 +6,9 @@ PostgreSQL the tests skip with the reason (CI here has one, so there they run).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +21,7 @@ import pytest
 sqlalchemy = pytest.importorskip("sqlalchemy")
 optuna = pytest.importorskip("optuna")
 from mlflow.tracking import MlflowClient  # noqa: E402
+from server_helpers import free_port, wait_until_ok  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = os.environ.get("COLLATZ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -94,17 +95,11 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real `mlflow server` (sqlite backend, served artifacts) for the module."""
     work = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
         [
@@ -127,24 +122,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
     try:
+        wait_until_ok(f"{url}/health", proc, 90, work / "server.log", "mlflow server")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a server that never started is gone already
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
 

@@ -8,10 +8,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import assert_one_line_error, run_main
+from server_helpers import free_port, wait_until_ok
 
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store and
 # exported once with `collatz-hpo export tiny --out exports/best` (registered as version 1).
@@ -225,12 +224,6 @@ def test_missing_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 # --- mlflow models serve -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -245,7 +238,7 @@ def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
 def test_mlflow_models_serve_answers_with_kappa(exported_tiny: ExportedStudy, hpo: Any) -> None:
     from search.model_io import load_export
 
-    port = _free_port()
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # the scoring server runs `uvicorn` from PATH
     env = {**hpo.cli_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     model_dir = exported_tiny.export_dir / "mlflow_model"
@@ -273,17 +266,7 @@ def test_mlflow_models_serve_answers_with_kappa(exported_tiny: ExportedStudy, hp
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the scoring server did not answer /ping:\n{log_path.read_text()}")
-            time.sleep(0.5)
+        wait_until_ok(f"{base_url}/ping", server, 60, log_path, "the scoring server")
         status, body = _post(
             f"{base_url}/invocations", {"dataframe_split": {"columns": ["n"], "data": [[27], [97]]}}
         )
