@@ -180,8 +180,12 @@ def study_toml(
     nhead: str = "{ choices = [2, 4, 3] }",
     num_layers: str = "{ low = 1, high = 2 }",
     lr: str = "{ low = 1e-4, high = 1e-2, log = true }",
+    study_extra: str = "",
 ) -> str:
-    """A complete tiny study file (the shape of studies/tiny.toml), every part replaceable."""
+    """A complete tiny study file (the shape of studies/tiny.toml), every part replaceable.
+
+    ``study_extra``: more ``[study]`` lines (heartbeat and retry settings, say).
+    """
     return f"""\
 [study]
 name = "{name}"
@@ -189,6 +193,7 @@ metric = "{metric}"
 n_trials = {n_trials}
 sampler = "{sampler}"
 seed = {seed}
+{study_extra}
 
 [study.pruner]
 {pruner}

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,38 +28,21 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = os.environ.get("COLLATZ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "S3cretPassw0rd-xyz"
 
-STUDY = """
-[study]
-name = "dist"
-metric = "val_accuracy"
-n_trials = {n_trials}
-seed = 0
-heartbeat_interval = 1
-grace_period = 4
-max_retries = 2
 
-[study.pruner]
-type = "none"
-
-[data]
-range = [1, 4096]
-train_size = 1500
-val_size = 64
-test_size = 64
-
-[training]
-epochs = {epochs}
-batch_size = 64
-eval_batch_size = 256
-threads = 1
-
-[search]
-base = {{ choices = [16, 24] }}
-d_model = {{ choices = [16, 32] }}
-nhead = {{ choices = [2, 4] }}
-num_layers = 1
-lr = {{ low = 1e-3, high = 1e-2, log = true }}
-"""
+def dist_study(hpo: Any, n_trials: int, epochs: int) -> str:
+    """The study every test here runs: heartbeats every second, dead trials retried twice."""
+    return hpo.study_toml(
+        "dist",
+        n_trials=n_trials,
+        epochs=epochs,
+        pruner='type = "none"',
+        train_size=1500,
+        base="{ choices = [16, 24] }",
+        nhead="{ choices = [2, 4] }",
+        num_layers="1",
+        lr="{ low = 1e-3, high = 1e-2, log = true }",
+        study_extra="heartbeat_interval = 1\ngrace_period = 4\nmax_retries = 2",
+    )
 
 
 def _pg_reachable() -> str | None:
@@ -174,9 +158,11 @@ def _runs(tracking: str, name: str) -> list:
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
-def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(pg_url: str, tmp_path: Path) -> None:
+def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
+    pg_url: str, tmp_path: Path, hpo: Any
+) -> None:
     study_file = tmp_path / "dist.toml"
-    study_file.write_text(STUDY.format(n_trials=6, epochs=10))
+    study_file.write_text(dist_study(hpo, n_trials=6, epochs=10))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     logs = [tmp_path / f"w{i}.log" for i in range(3)]
     procs = [_worker(tmp_path, study_file, pg_url, tracking, i, logs[i]) for i in range(3)]
@@ -223,9 +209,11 @@ def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(pg_url: st
     assert runs["study-dist"].info.status == "FINISHED"
 
 
-def test_two_workers_against_a_real_mlflow_server(pg_url: str, mlflow_server: str, tmp_path: Path) -> None:
+def test_two_workers_against_a_real_mlflow_server(
+    pg_url: str, mlflow_server: str, tmp_path: Path, hpo: Any
+) -> None:
     study_file = tmp_path / "dist.toml"
-    study_file.write_text(STUDY.format(n_trials=4, epochs=2))
+    study_file.write_text(dist_study(hpo, n_trials=4, epochs=2))
     logs = [tmp_path / f"w{i}.log" for i in range(2)]
     procs = [_worker(tmp_path, study_file, pg_url, mlflow_server, i, logs[i]) for i in range(2)]
     for p, log in zip(procs, logs, strict=True):
@@ -249,9 +237,9 @@ def test_two_workers_against_a_real_mlflow_server(pg_url: str, mlflow_server: st
     assert not (tmp_path / "mlruns").exists()  # nothing fell back to the embedded store
 
 
-def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path) -> None:
+def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path, hpo: Any) -> None:
     study_file = tmp_path / "dist.toml"
-    study_file.write_text(STUDY.format(n_trials=2, epochs=1))
+    study_file.write_text(dist_study(hpo, n_trials=2, epochs=1))
     tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     result = subprocess.run(
         [
@@ -295,9 +283,9 @@ def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path) -> Non
     assert SECRET not in repr(study.user_attrs) + repr([t.user_attrs for t in study.trials])
 
 
-def test_database_disconnects_are_retried_not_fatal(pg_url: str, tmp_path: Path) -> None:
+def test_database_disconnects_are_retried_not_fatal(pg_url: str, tmp_path: Path, hpo: Any) -> None:
     study_file = tmp_path / "dist.toml"
-    study_file.write_text(STUDY.format(n_trials=4, epochs=6))
+    study_file.write_text(dist_study(hpo, n_trials=4, epochs=6))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     logs = [tmp_path / f"w{i}.log" for i in range(2)]
     procs = [_worker(tmp_path, study_file, pg_url, tracking, i, logs[i]) for i in range(2)]
