@@ -140,6 +140,16 @@ def _worker(cwd: Path, study: Path, storage: str, tracking: str, index: int, log
     )
 
 
+def _start_workers(
+    tmp_path: Path, study_text: str, storage: str, tracking: str, count: int
+) -> tuple[list[Path], list[subprocess.Popen]]:
+    """Write the study file and start ``count`` workers on it; their logs are w<i>.log."""
+    study_file = tmp_path / "dist.toml"
+    study_file.write_text(study_text)
+    logs = [tmp_path / f"w{i}.log" for i in range(count)]
+    return logs, [_worker(tmp_path, study_file, storage, tracking, i, logs[i]) for i in range(count)]
+
+
 def _wait_for(path: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -161,11 +171,8 @@ def _runs(tracking: str, name: str) -> list:
 def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
     pg_url: str, tmp_path: Path, hpo: Any
 ) -> None:
-    study_file = tmp_path / "dist.toml"
-    study_file.write_text(dist_study(hpo, n_trials=6, epochs=10))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    logs = [tmp_path / f"w{i}.log" for i in range(3)]
-    procs = [_worker(tmp_path, study_file, pg_url, tracking, i, logs[i]) for i in range(3)]
+    logs, procs = _start_workers(tmp_path, dist_study(hpo, n_trials=6, epochs=10), pg_url, tracking, 3)
     try:
         # kill worker 1 with SIGKILL in the middle of a trial (after it finished an epoch)
         _wait_for(logs[1], "epoch 2/", 120, procs[1])
@@ -212,10 +219,7 @@ def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
 def test_two_workers_against_a_real_mlflow_server(
     pg_url: str, mlflow_server: str, tmp_path: Path, hpo: Any
 ) -> None:
-    study_file = tmp_path / "dist.toml"
-    study_file.write_text(dist_study(hpo, n_trials=4, epochs=2))
-    logs = [tmp_path / f"w{i}.log" for i in range(2)]
-    procs = [_worker(tmp_path, study_file, pg_url, mlflow_server, i, logs[i]) for i in range(2)]
+    logs, procs = _start_workers(tmp_path, dist_study(hpo, n_trials=4, epochs=2), pg_url, mlflow_server, 2)
     for p, log in zip(procs, logs, strict=True):
         assert p.wait(timeout=300) == 0, log.read_text()[-3000:]
     study = optuna.load_study(study_name="dist", storage=pg_url)
@@ -284,11 +288,8 @@ def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path, hpo: A
 
 
 def test_database_disconnects_are_retried_not_fatal(pg_url: str, tmp_path: Path, hpo: Any) -> None:
-    study_file = tmp_path / "dist.toml"
-    study_file.write_text(dist_study(hpo, n_trials=4, epochs=6))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    logs = [tmp_path / f"w{i}.log" for i in range(2)]
-    procs = [_worker(tmp_path, study_file, pg_url, tracking, i, logs[i]) for i in range(2)]
+    logs, procs = _start_workers(tmp_path, dist_study(hpo, n_trials=4, epochs=6), pg_url, tracking, 2)
     db = pg_url.rsplit("/", 1)[1]
     admin = sqlalchemy.create_engine(
         PG_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
