@@ -23,9 +23,10 @@ from pathlib import Path
 
 import optuna
 
+from search import keys
 from search.config import load_study, parse_study
-from search.storage import resolve_locations
-from search.study import launch
+from search.launch import launch
+from search.locations import resolve_locations
 
 
 def run(cfg_dict: dict, source: str, workers: int, label: str) -> dict:
@@ -37,8 +38,8 @@ def run(cfg_dict: dict, source: str, workers: int, label: str) -> dict:
         wall = time.perf_counter() - start
         study = optuna.load_study(study_name=cfg.study.name, storage=loc.storage)
         trials = study.get_trials(deepcopy=False)
-        compute = sum(t.user_attrs.get("compute_seconds", 0.0) for t in trials)
-        steps = sum(t.user_attrs.get("train_steps", 0) for t in trials)
+        compute = sum(keys.compute_seconds(t) for t in trials)
+        steps = sum(keys.train_steps(t) for t in trials)
     loop = sum(w.loop_seconds for w in result.workers)
     loop_compute = sum(w.compute_seconds for w in result.workers)
     out = {

@@ -100,6 +100,8 @@ class Trainer:
         self.best_value = math.inf
         self.best_epoch = 0
         self.stop_reason: str | None = None
+        # per-row exact-match flags of the latest validation, in loader order (None before one)
+        self.last_val_correct: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.lr_scheduler: Any = None
         self._check_vocab()

@@ -1,15 +1,23 @@
-"""`collatz-hpo`: a thin argparse layer over the Python API.
+"""`collatz-hpo`: parses arguments, calls the Python API, prints. Nothing else lives here.
 
 Heavy libraries (torch, mlflow, optuna) are imported inside the command functions so that
-`collatz-hpo --help` answers instantly.
+`collatz-hpo --help` answers instantly, and each command imports only what it needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.config import StudyConfig
+    from search.launch import LaunchResult
+    from search.locations import Locations
 
 EXIT_USAGE = 2
 
@@ -20,6 +28,13 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- argument types -------------------------------------------------------------------------------
 
 
 def _int_expr(text: str) -> int:
@@ -46,43 +61,86 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _float(text: str, positive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (value > 0 if positive else value >= 0):
+        raise argparse.ArgumentTypeError(f"must be {'>' if positive else '>='} 0, got {text}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _float(text, positive=True)
+
+
+def _non_negative_float(text: str) -> float:
+    return _float(text, positive=False)
+
+
+def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A flag whose default may be None accepts ``none`` to ask for it back."""
+
+    def convert(text: str) -> Any:
+        return None if text.strip().lower() == "none" else parse(text)
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+# --- train ------------------------------------------------------------------------------------------
+
+# RunConfig fields whose values are not parsed by their type's default rule (int >= 1, float > 0).
+_FIELD_TYPES: dict[str, Callable[[str], Any]] = {
+    "base": int,  # its own range check names the allowed bases
+    "seed": int,
+    "data_seed": int,
+    "dropout": _non_negative_float,
+    "weight_decay": _non_negative_float,
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per ``RunConfig`` field: its default, help text and choices come from there."""
+    from search.runconfig import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {_shown(f.default)})"
+        kind = hints[f.name]
+        args = typing.get_args(kind)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": help_text}
+        if typing.get_origin(kind) is typing.Literal:
+            kwargs["choices"] = args
+        elif f.name == "data_range":
+            kwargs.update(nargs=2, type=_int_expr, metavar=("LO", "HI"))
+        else:
+            base = next(a for a in args if a is not type(None)) if args else kind
+            parse = _FIELD_TYPES.get(f.name) or (_positive_int if base is int else _positive_float)
+            kwargs["type"] = _or_none(parse) if type(None) in args else parse
+            kwargs["metavar"] = "N" if base is int else "X"
+        p.add_argument(flag, **kwargs)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train one model and print its held-out test accuracy",
-        description="Train one Collatz transformer (no search) and report held-out exact match.",
+        description="Train one Collatz transformer (no search) and report held-out exact match. "
+        "Every flag is a field of search.runconfig.RunConfig, where its default is written once.",
     )
-    p.add_argument("--base", type=int, default=24)
-    p.add_argument("--range", nargs=2, type=_int_expr, default=(1, 2**20), metavar=("LO", "HI"))
-    p.add_argument("--train-size", type=_positive_int, default=400_000)
-    p.add_argument("--val-size", type=_positive_int, default=2_000)
-    p.add_argument("--test-size", type=_positive_int, default=10_000)
-    p.add_argument("--d-model", type=_positive_int, default=128)
-    p.add_argument("--nhead", type=_positive_int, default=4)
-    p.add_argument("--num-layers", type=_positive_int, default=2)
-    p.add_argument("--decoder-layers", type=_positive_int, default=1)
-    p.add_argument("--dim-feedforward", type=_positive_int, default=None)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--lr", type=_positive_float, default=1e-3)
-    p.add_argument("--batch-size", type=_positive_int, default=256)
-    p.add_argument("--epochs", type=_positive_int, default=100)
-    p.add_argument("--samples-per-epoch", type=_positive_int, default=50_000)
-    p.add_argument("--seconds", type=_positive_float, default=180.0, help="training time budget")
-    p.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: all)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--checkpoint-dir", default="checkpoints/train")
+    _add_run_flags(p)
+    p.add_argument("--checkpoint-dir", default="checkpoints/train", help="where last.pt/best.pt go")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_train)
 
@@ -90,79 +148,32 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from search.run import RunConfig, execute
+    from search.runconfig import RunConfig
 
     try:
-        cfg = RunConfig(
-            base=args.base,
-            d_model=args.d_model,
-            nhead=args.nhead,
-            num_layers=args.num_layers,
-            num_decoder_layers=args.decoder_layers,
-            dim_feedforward=args.dim_feedforward,
-            dropout=args.dropout,
-            data_range=tuple(args.range),
-            train_size=args.train_size,
-            val_size=args.val_size,
-            test_size=args.test_size,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            samples_per_epoch=args.samples_per_epoch,
-            early_stopping_patience=args.patience,
-            time_budget=args.seconds,
-            seed=args.seed,
-            device=args.device,
-            threads=args.threads,
-        )
-        _validate_train(cfg)
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+        cfg = RunConfig(**{**values, "data_range": tuple(values["data_range"])})
+        cfg.validate()
     except (ValueError, TypeError) as exc:
         raise CliError(f"train: {exc}") from None
-    log = None if args.json else (lambda msg: print(msg, flush=True))
-    result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=log, log_interval=10**9)
-    test = result.test
-    summary = {
-        "test_exact_match": test["exact_match"],
-        "test_token_accuracy": test["token_accuracy"],
-        "test_size": test["num_samples"],
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(result.train_seconds, 1),
-        "samples_seen": result.extra["samples_seen"],
-        "num_parameters": result.extra["num_parameters"],
-        "stop_reason": result.stop_reason,
-        "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-        "exact_match_by_class": {
-            f"{k},{kp}": round(v["exact_match"], 4)
-            for (k, kp), v in test["by_class"].items()
-            if v["count"] >= 20
-        },
-        "wrong_loop_length_share_of_errors": test["wrong_loop_length_share"],
-    }
+    from search.run import execute
+
+    result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=None if args.json else _print)
+    summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
-        print(
-            f"held-out test exact match: {test['exact_match']:.4f} "
-            f"(token accuracy {test['token_accuracy']:.4f}, {test['num_samples']} unseen inputs, "
-            f"{result.train_seconds:.0f}s of training, best epoch {result.best_epoch})"
-        )
-        print(
-            f"errors with the right arithmetic but a wrong loop length: {test['wrong_loop_length_share']:.1%}"
-        )
+        return 0
+    print(
+        f"held-out test exact match: {summary['test_exact_match']:.4f} "
+        f"(token accuracy {summary['test_token_accuracy']:.4f}, {summary['test_size']} unseen inputs, "
+        f"{result.train_seconds:.0f}s of training, best epoch {result.best_epoch})"
+    )
+    share = summary["wrong_loop_length_share_of_errors"]
+    print(f"errors with the right arithmetic but a wrong loop length: {share:.1%}")
     return 0
 
 
-def _validate_train(cfg: object) -> None:
-    """Fail before any work (data, model, files) on settings that cannot run."""
-    from core import MultiBaseEncoder
-    from core.data import count_odd
-
-    cfg.model_config(MultiBaseEncoder(cfg.base).vocab_size)
-    total = cfg.train_size + cfg.val_size + cfg.test_size
-    available = count_odd(cfg.data_range)
-    if total > available:
-        lo, hi = cfg.data_range
-        raise ValueError(f"train+val+test = {total} odd values but [{lo}, {hi}) holds only {available}")
+# --- studies ----------------------------------------------------------------------------------------
 
 
 def _add_store_flags(p: argparse.ArgumentParser) -> None:
@@ -173,6 +184,42 @@ def _add_store_flags(p: argparse.ArgumentParser) -> None:
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
+
+
+def _load_config(path: str, **overrides: Any) -> StudyConfig:
+    from search.config import ConfigError, load_study
+
+    try:
+        return load_study(path, **overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _locations(args: argparse.Namespace) -> Locations:
+    from search.locations import resolve_locations
+
+    try:
+        return resolve_locations(getattr(args, "storage", None), args.tracking_uri)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _study_name(text: str) -> str:
+    """STUDY arguments are a study name or a study file."""
+    return _load_config(text).study.name if text.endswith(".toml") else text
+
+
+def _run_study(run: Callable[[], LaunchResult]) -> LaunchResult:
+    """Run ``launch``/``join`` with SIGTERM stopping like Ctrl-C; StudyError is a one-line error."""
+    from search.errors import StudyError
+    from search.locations import mask
+    from search.signals import stop_on_sigterm
+
+    stop_on_sigterm()
+    try:
+        return run()
+    except StudyError as exc:
+        raise CliError(mask(str(exc))) from None
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
@@ -190,48 +237,18 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_launch)
 
 
-def _load_config(path: str, **overrides: object) -> object:
-    from search.config import ConfigError, load_study
-
-    try:
-        return load_study(path, **overrides)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _locations(args: argparse.Namespace) -> object:
-    from search.storage import resolve_locations
-
-    try:
-        return resolve_locations(args.storage, args.tracking_uri)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
 def _cmd_launch(args: argparse.Namespace) -> int:
     cfg = _load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
     locations = _locations(args)
-    from search.storage import mask
-    from search.study import StudyError, launch, stop_on_sigterm
+    from search.launch import launch
 
-    stop_on_sigterm()
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-
-    try:
-        result = launch(cfg, locations, workers=args.workers, log=log)
-    except StudyError as exc:
-        raise CliError(mask(str(exc))) from None
+    result = _run_study(lambda: launch(cfg, locations, workers=args.workers, log=_print))
     c = result.counts
-    print(
-        f"study '{result.study_name}': {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed"
-        + (
-            f"; best {result.best_value:.4f} (trial {result.best_trial})"
-            if result.best_trial is not None
-            else ""
-        )
+    best = (
+        f"; best {result.best_value:.4f} (trial {result.best_trial})" if result.best_trial is not None else ""
     )
+    counts = f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed"
+    print(f"study '{result.study_name}': {counts}{best}")
     if result.best_params:
         print("best params: " + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
     if result.interrupted:
@@ -257,14 +274,10 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     cfg = _load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout)
     locations = _locations(args)
-    from search.storage import mask
-    from search.study import StudyError, join, stop_on_sigterm
+    from search.launch import join
 
-    stop_on_sigterm()
     try:
-        result = join(cfg, locations, args.worker_index, log=lambda msg: print(msg, flush=True))
-    except StudyError as exc:
-        raise CliError(mask(str(exc))) from None
+        result = _run_study(lambda: join(cfg, locations, args.worker_index, log=_print))
     except KeyboardInterrupt:
         print("interrupted: the running trial is recorded as FAIL (interrupted)", file=sys.stderr)
         return 130
@@ -274,6 +287,42 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         f"{c['fail']} failed"
     )
     return 0
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="table of a study's trials and the best so far")
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    _add_store_flags(p)
+    p.set_defaults(func=_cmd_status)
+
+
+def _existing_study(args: argparse.Namespace) -> tuple[Any, Locations]:
+    """(study, locations) of STUDY (a name or a study file); one-line error when there is none."""
+    name = _study_name(args.study)
+    locations = _locations(args)
+    from search.errors import StudyError
+    from search.study import load_existing_study
+
+    try:
+        return load_existing_study(name, locations), locations
+    except StudyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    study, _ = _existing_study(args)
+    import pandas as pd
+
+    from search.report import trials_table
+    from search.study import summarize
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(trials_table(study).to_string(index=False))
+    print(summarize(study))
+    return 0
+
+
+# --- servers ----------------------------------------------------------------------------------------
 
 
 def _add_server(sub: argparse._SubParsersAction) -> None:
@@ -299,91 +348,39 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_server)
 
 
-def server_command(args: argparse.Namespace) -> list[str]:
-    import os
-
-    exe = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    cmd = [
-        exe if os.path.exists(exe) else "mlflow",
-        "server",
-        "--backend-store-uri",
-        args.backend_store_uri,
-        "--artifacts-destination",
-        args.artifacts_destination,
-        "--serve-artifacts",
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-        "--workers",
-        str(args.workers),
-    ]
-    if args.allowed_hosts:
-        cmd += ["--allowed-hosts", args.allowed_hosts]
-    if args.basic_auth:
-        cmd += ["--app-name", "basic-auth"]
-    return cmd
+def _exec(cmd: list[str]) -> int:
+    """Become ``cmd`` (an absolute path is run as is, a bare name is looked up on PATH)."""
+    os.execvp(cmd[0], cmd)
+    return 0
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
-    import os
     import shlex
 
-    from search.storage import mask
+    from search.locations import mask
+    from search.servers import server_command
 
     if "://" not in args.backend_store_uri:
         raise CliError(f"--backend-store-uri: {mask(args.backend_store_uri)!r} is not a URL")
-    cmd = server_command(args)
+    cmd = server_command(
+        args.backend_store_uri,
+        args.artifacts_destination,
+        args.host,
+        args.port,
+        args.workers,
+        args.allowed_hosts,
+        args.basic_auth,
+    )
     shown = mask(shlex.join(cmd))
     if args.print_only:
         print(shown)
         return 0
-    print(f"starting: {shown}", flush=True)
-    print(
+    _print(f"starting: {shown}")
+    _print(
         f"workers: collatz-hpo worker STUDY.toml --storage postgresql://... "
-        f"--tracking-uri http://{args.host}:{args.port}",
-        flush=True,
+        f"--tracking-uri http://{args.host}:{args.port}"
     )
-    os.execvp(cmd[0], cmd)  # an absolute path is used as is; a bare name is looked up on PATH
-    return 0
-
-
-def _add_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="table of a study's trials and the best so far")
-    p.add_argument("study", metavar="STUDY", help="study name or study file")
-    _add_store_flags(p)
-    p.set_defaults(func=_cmd_status)
-
-
-def _study_name(text: str) -> str:
-    if text.endswith(".toml"):
-        return _load_config(text).study.name
-    return text
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    name = _study_name(args.study)
-    locations = _locations(args)
-    from search.report import trials_table
-    from search.storage import mask
-    from search.study import StudyError, load_existing_study, summarize
-
-    if (
-        locations.store_dir is not None
-        and not (locations.store_dir / "optuna.db").exists()
-        and (locations.storage.startswith("sqlite"))
-    ):
-        raise CliError(f"no study named '{name}': {mask(locations.storage)} does not exist")
-    try:
-        study = load_existing_study(name, locations.storage)
-    except StudyError as exc:
-        raise CliError(str(exc)) from None
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(trials_table(study).to_string(index=False))
-    print(summarize(study))
-    return 0
+    return _exec(cmd)
 
 
 def _add_ui(sub: argparse._SubParsersAction) -> None:
@@ -395,44 +392,20 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    import os
+    from search.servers import ui_command
 
-    from search.storage import resolve_locations
-
-    loc = resolve_locations(None, args.tracking_uri)
-    cmd = [
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        loc.tracking_uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
-    if loc.artifact_root:
-        cmd += ["--default-artifact-root", loc.artifact_root]
-    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    exe = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    os.execv(exe if os.path.exists(exe) else cmd[0], cmd)
-    return 0
+    cmd = ui_command(_locations(args), args.host, args.port)
+    _print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    return _exec(cmd)
 
 
-def _existing_study(args: argparse.Namespace) -> tuple[object, object]:
-    """(study, locations) of STUDY (a name or a study file); one-line error when there is none."""
-    name = _study_name(args.study)
-    locations = _locations(args)
-    from search.storage import mask
-    from search.study import StudyError, load_existing_study, quiet_libraries
+# --- export, predict, report ----------------------------------------------------------------------
 
-    quiet_libraries()
-    db = locations.storage.split("sqlite:///", 1)[1] if locations.storage.startswith("sqlite:///") else None
-    if db is not None and not os.path.exists(db):
-        raise CliError(f"no study named '{name}': {mask(locations.storage)} does not exist")
-    try:
-        return load_existing_study(name, locations.storage), locations
-    except StudyError as exc:
-        raise CliError(str(exc)) from None
+
+def _one_line(exc: BaseException) -> str:
+    from search.locations import mask
+
+    return mask(" ".join(str(exc).split()) or type(exc).__name__)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -461,10 +434,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     from search.export import export_trial
     from search.model_io import ExportError
-    from search.storage import mask
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
 
     try:
         export_trial(
@@ -473,11 +442,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
             out=args.out,
             trial_number=args.trial,
             register=None if args.no_register else args.register,
-            log=log,
+            log=_print,
         )
     except (ExportError, MlflowException, OSError) as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise CliError(f"export: {mask(text)}", code=1) from None
+        raise CliError(f"export: {_one_line(exc)}", code=1) from None
     return 0
 
 
@@ -524,63 +492,37 @@ def _predict_inputs(args: argparse.Namespace) -> list[str]:
     return values
 
 
-def _load_for_predict(args: argparse.Namespace, tmp: str) -> object:
-    from search.model_io import load_export
+def _load_model(args: argparse.Namespace) -> Any:
+    """The export directory, or the registered ``models:/`` model (downloaded, then loaded)."""
+    import tempfile
 
-    if not args.model.startswith("models:/"):
-        return load_export(args.model)
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    from search.model_io import ExportError, load_export
 
-    from search.storage import mask, resolve_locations
-
-    uri = resolve_locations(None, args.tracking_uri).tracking_uri
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
-        raise CliError(f"predict: cannot resolve {args.model}: {mask(uri)} does not exist", code=1)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow.tracking import MlflowClient
-
-    # Resolved with an explicit client: mlflow's global tracking/registry URIs stay untouched.
-    name, sep, alias = args.model[len("models:/") :].partition("@")
-    version = None
-    if not sep:
-        name, _, version = name.partition("/")
-        if not version.isdigit():
-            raise CliError(f"predict: {args.model}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        if version is None:
-            version = client.get_model_version_by_alias(name, alias).version
-        location = client.get_model_version_download_uri(name, version)
-        path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=uri)
-    except (MlflowException, OSError) as exc:
-        text = " ".join(str(exc).split())
-        raise CliError(f"predict: cannot resolve {args.model} in {mask(uri)}: {mask(text)}", code=1) from None
-    return load_export(path)
+        if not args.model.startswith("models:/"):
+            return load_export(args.model)
+        from search.registry import ModelUriError, resolve_model
+
+        with tempfile.TemporaryDirectory(prefix="collatz-predict-") as tmp:
+            try:
+                return load_export(resolve_model(args.model, _locations(args), tmp))
+            except ModelUriError as exc:
+                raise CliError(f"predict: {exc}") from None
+    except ExportError as exc:
+        raise CliError(f"predict: {exc}", code=1) from None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
-    import tempfile
 
-    from core.collatz import long_step
-    from search.model_io import ExportError, InputError
+    from search.model_io import InputError
 
     values = _predict_inputs(args)
-    with tempfile.TemporaryDirectory(prefix="collatz-predict-") as tmp:
-        try:
-            model = _load_for_predict(args, tmp)
-        except ExportError as exc:
-            raise CliError(f"predict: {exc}", code=1) from None
+    model = _load_model(args)
     try:
-        ints = model.check(values)
+        rows = model.compare(values)
     except InputError as exc:
         raise CliError(f"predict: {exc}") from None
-    predicted = model.predict(ints)
-    rows = [
-        {"n": n, "predicted": p, "kappa": (k := long_step(n)), "correct": p == k}
-        for n, p in zip(ints, predicted, strict=True)
-    ]
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -621,7 +563,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from search.report import ReportError, log_report, write_report
-    from search.storage import mask
 
     out = args.out or os.path.join("reports", study.study_name)
     try:
@@ -630,7 +571,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         raise CliError(f"report: {exc}") from None
     except (MlflowException, OSError) as exc:
-        raise CliError(f"report: {mask(' '.join(str(exc).split()))}", code=1) from None
+        raise CliError(f"report: {_one_line(exc)}", code=1) from None
     print(f"report of study '{study.study_name}' in {out}/:")
     for path in report.files:
         print(f"  {path.name} ({path.stat().st_size:,} bytes)")
@@ -648,15 +589,18 @@ def build_parser() -> argparse.ArgumentParser:
         "that learn the long Collatz step.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_launch(sub)
-    _add_worker(sub)
-    _add_server(sub)
-    _add_status(sub)
-    _add_ui(sub)
-    _add_train(sub)
-    _add_export(sub)
-    _add_predict(sub)
-    _add_report(sub)
+    for add in (
+        _add_launch,
+        _add_worker,
+        _add_server,
+        _add_status,
+        _add_ui,
+        _add_train,
+        _add_export,
+        _add_predict,
+        _add_report,
+    ):
+        add(sub)
     return parser
 
 

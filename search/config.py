@@ -44,6 +44,8 @@ from pydantic import (
     model_validator,
 )
 
+from search.runconfig import RunConfig, check_split_sizes
+
 __all__ = [
     "PARAMETERS",
     "Categorical",
@@ -417,12 +419,6 @@ class StudySection(_Section):
         return self
 
 
-def count_odd(lo: int, hi: int) -> int:
-    """How many odd n satisfy lo <= n < hi (as ``core.data.count_odd``, without importing torch)."""
-    first = lo | 1
-    return max(0, (hi - first + 1) // 2)
-
-
 class DataSection(_Section):
     """``[data]``: distinct odd inputs with ``lo <= n < hi``, split disjointly into train/val/test."""
 
@@ -451,33 +447,34 @@ class DataSection(_Section):
 
     @model_validator(mode="after")
     def _check_sizes(self) -> DataSection:
-        lo, hi = self.range
-        total = self.train_size + self.val_size + self.test_size
-        available = count_odd(lo, hi)
-        if total > available:
-            raise _KeyedError(
-                f"train_size + val_size + test_size = {total} distinct odd values, "
-                f"but range [{lo}, {hi}) holds only {available}"
-            )
+        try:
+            check_split_sizes(self.range, [self.train_size, self.val_size, self.test_size])
+        except ValueError as exc:
+            raise _KeyedError(str(exc)) from None
         return self
 
 
 class TrainingSection(_Section):
-    """``[training]``: how each trial trains (the searched parameters live in ``[search]``)."""
+    """``[training]``: how each trial trains (the searched parameters live in ``[search]``).
+
+    Defaults are ``RunConfig``'s, but for two that a study sets per trial on purpose: one torch
+    thread per worker process (workers run side by side), and an epoch that is a full pass over
+    ``train_size`` unless ``samples_per_epoch`` says otherwise.
+    """
 
     epochs: int = Field(ge=1)
     samples_per_epoch: int | None = Field(None, ge=1)  # a sample budget per epoch, not full passes
-    batch_size: int = Field(256, ge=1)  # used unless [search] sets batch_size
-    eval_batch_size: int = Field(1024, ge=1)
-    early_stopping_patience: int | None = Field(None, ge=1)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    weight_decay: float = Field(0.0, ge=0)
-    scheduler: Literal["none", "plateau", "cosine"] = "none"
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    batch_size: int = Field(RunConfig.batch_size, ge=1)  # used unless [search] sets batch_size
+    eval_batch_size: int = Field(RunConfig.eval_batch_size, ge=1)
+    early_stopping_patience: int | None = Field(RunConfig.early_stopping_patience, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = RunConfig.optimizer
+    weight_decay: float = Field(RunConfig.weight_decay, ge=0)
+    scheduler: Literal["none", "plateau", "cosine"] = RunConfig.scheduler
+    max_grad_norm: float | None = Field(RunConfig.max_grad_norm, gt=0)
     threads: int = Field(1, ge=1)  # torch threads per worker process
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = RunConfig.device
     # bf16 autocast on CUDA only: on CPU it is far slower than fp32, so there it stays fp32.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16"] = RunConfig.precision
 
 
 class SearchSpace(_Section):

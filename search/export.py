@@ -8,9 +8,10 @@ held-out test split (rebuilt from the run's config), and writes, atomically::
         config.json           model + encoding + data range + test metrics + study/trial/run ids
         mlflow_model/         MLflow pyfunc model: DataFrame column ``n`` → column ``kappa``
 
-It then logs that MLflow model to a run ``export-trial-<n>`` (nested under the trial's run),
-registers it (default name ``collatz-transformer``), points the alias ``champion`` at the new
-version and tags the version with the study, trial, run id and test exact match.
+It then (``search.registry``) logs that MLflow model to a run ``export-trial-<n>`` (nested
+under the trial's run), registers it (default name ``collatz-transformer``), points the alias
+``champion`` at the new version and tags the version with the study, trial, run id and test
+exact match.
 """
 
 from __future__ import annotations
@@ -29,22 +30,21 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import keys
+from search.locations import first_line
 from search.model_io import (
     CONFIG_FILE,
     EXPORT_FORMAT,
     FORMAT_VERSION,
     WEIGHTS_FILE,
     ExportError,
+    encoding_config,
     save_weights,
 )
-from search.storage import first_line
+from search.registry import DEFAULT_MODEL_NAME, MLFLOW_MODEL_DIR, register_export
 
-__all__ = ["ALIAS", "DEFAULT_MODEL_NAME", "ExportResult", "export_trial", "select_trial"]
+__all__ = ["ExportResult", "export_trial", "select_trial"]
 
-DEFAULT_MODEL_NAME = "collatz-transformer"
-ALIAS = "champion"
-MLFLOW_MODEL_DIR = "mlflow_model"
-RUN_ATTR = "mlflow_run_id"
 Log = Callable[[str], None]
 
 
@@ -63,13 +63,12 @@ class ExportResult:
 
 def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
     """The best trial, or trial ``number``; it must be COMPLETE (clear ExportError otherwise)."""
-    trials = study.get_trials(deepcopy=False)
     if number is None:
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if not complete:
-            states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState)
-            raise ExportError(f"study '{study.study_name}' has no completed trial yet ({states})")
-        return study.best_trial
+        try:
+            return keys.require_completed(study)
+        except keys.NoCompletedTrialError as exc:
+            raise ExportError(str(exc)) from None
+    trials = study.get_trials(deepcopy=False)
     found = [t for t in trials if t.number == number]
     if not found:
         known = f"0..{len(trials) - 1}" if trials else "none"
@@ -205,13 +204,14 @@ def export_trial(
     from mlflow.tracking import MlflowClient
 
     from core import CheckpointError, CollatzTransformer, load_checkpoint
-    from search.run import RunConfig, build_test_set, evaluate_test
+    from search.run import build_test_set, evaluate_test
+    from search.runconfig import RunConfig
 
     quiet_mlflow()
     trial = select_trial(study, trial_number)
-    run_id = trial.user_attrs.get(RUN_ATTR)
+    run_id = keys.run_id(trial)
     if not run_id:
-        raise ExportError(f"trial {trial.number} has no MLflow run (user attr {RUN_ATTR!r} missing)")
+        raise ExportError(f"trial {trial.number} has no MLflow run (user attr {keys.RUN_ATTR!r} missing)")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     out = Path(out) if out is not None else Path("exports") / f"{study.study_name}-trial-{trial.number}"
 
@@ -223,9 +223,8 @@ def export_trial(
         except (ValueError, KeyError, TypeError) as exc:
             raise ExportError(f"config.json of run {run_id} is unusable: {first_line(exc)}") from None
         try:
-            checkpoint = load_checkpoint(ckpt, "cpu")
-            model = CollatzTransformer.from_config(checkpoint["model_config"])
-            model.load_state_dict(checkpoint["model_state"])
+            epoch = int(load_checkpoint(ckpt, "cpu").get("epoch", -1))
+            model = CollatzTransformer.from_checkpoint(ckpt, "cpu")
         except (CheckpointError, TypeError, ValueError, RuntimeError) as exc:
             raise ExportError(f"trial {trial.number}: unusable checkpoint: {first_line(exc)}") from None
         test = build_test_set(run_cfg)
@@ -233,23 +232,17 @@ def export_trial(
             raise ExportError(f"checkpoint of trial {trial.number} does not match its run config")
         log(f"re-evaluating trial {trial.number} (run {run_id}) on {len(test)} held-out test inputs")
         metrics = evaluate_test(model, test, torch.device("cpu"), run_cfg.eval_batch_size)
-        recorded = trial.user_attrs.get("test_exact_match")
+        recorded = keys.test_exact_match(trial)
         if recorded is not None and abs(recorded - metrics["exact_match"]) > 1e-9:
             log(
                 f"note: test exact match {metrics['exact_match']:.4f} differs from the "
                 f"{recorded:.4f} recorded by the study"
             )
-        study_cfg = study.user_attrs.get("config") or {}
         config = {
             "format": EXPORT_FORMAT,
             "format_version": FORMAT_VERSION,
             "model": model.config.to_dict(),
-            "encoding": {
-                "base": run_cfg.base,
-                "vocab_size": run_cfg.base + 3,
-                "tokens": {"pad": 0, "bos": 1, "eos": 2, "digit_offset": 3},
-                "digit_order": "most significant first",
-            },
+            "encoding": encoding_config(run_cfg.base),
             "max_length": test.max_length,
             "eval_batch_size": run_cfg.eval_batch_size,
             "data": {
@@ -262,12 +255,12 @@ def export_trial(
             "test_metrics": _test_summary(metrics),
             "recorded_test_exact_match": recorded,
             "study": study.study_name,
-            "study_metric": (study_cfg.get("study") or {}).get("metric"),
+            "study_metric": keys.study_metric(study),
             "trial": trial.number,
             "trial_value": trial.value,
-            "params": trial.user_attrs.get("params", trial.params),
+            "params": keys.trial_params(trial),
             "run_id": run_id,
-            "checkpoint_epoch": int(checkpoint.get("epoch", -1)),
+            "checkpoint_epoch": epoch,
             "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "weights": WEIGHTS_FILE,
         }
@@ -281,69 +274,8 @@ def export_trial(
     log(f"exported trial {trial.number} to {out} (test exact match {metrics['exact_match']:.4f})")
     result = ExportResult(out, study.study_name, trial.number, run_id, config["test_metrics"], recorded)
     if register:
-        _register(result, client, register, log)
-    return result
-
-
-def _register(result: ExportResult, client: Any, name: str, log: Log) -> None:
-    """Log the export's MLflow model to a run ``export-trial-<n>``, register it, move the alias.
-
-    Only ``client`` calls: MLflow's global tracking and registry URIs are left as they were.
-    """
-    from mlflow.entities import LoggedModelOutput, Metric
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-
-    from search.tracking import ROLE_TAG
-
-    source = client.get_run(result.run_id)
-    run = client.create_run(
-        source.info.experiment_id,
-        run_name=f"export-trial-{result.trial}",
-        tags={
-            ROLE_TAG: "export",
-            "mlflow.parentRunId": result.run_id,
-            "optuna.study_name": result.study,
-            "optuna.trial_number": str(result.trial),
-            "source_run_id": result.run_id,
-        },
-    )
-    export_run = run.info.run_id
-    try:
-        scalars = {f"test_{k}": v for k, v in result.test.items() if isinstance(v, int | float)}
-        client.log_batch(export_run, metrics=[Metric(k, float(v), 0, 0) for k, v in scalars.items()])
-        client.log_artifact(export_run, str(result.directory / CONFIG_FILE))
-        model = client.create_logged_model(
-            source.info.experiment_id,
-            name="model",
-            source_run_id=export_run,
-            tags={"study": result.study, "trial": str(result.trial)},
-            model_type="collatz-transformer",
+        done = register_export(
+            client, out, run_id, study.study_name, trial.number, result.test, register, log
         )
-        client.log_model_artifacts(model.model_id, str(result.directory / MLFLOW_MODEL_DIR))
-        client.finalize_logged_model(model.model_id, "READY")
-        client.log_outputs(export_run, [LoggedModelOutput(model.model_id, 0)])
-    except BaseException:
-        client.set_terminated(export_run, status="FAILED")
-        raise
-    client.set_terminated(export_run, status="FINISHED")
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-            raise
-    tags = {
-        "study": result.study,
-        "trial": str(result.trial),
-        "run_id": result.run_id,
-        "export_run_id": export_run,
-        "test_exact_match": f"{result.test['exact_match']:.6f}",
-    }
-    # The artifact location, not models:/<id>: MLflow's sqlite registry would resolve that through
-    # the global tracking URI instead of this client's.
-    version = client.create_model_version(
-        name, model.artifact_location, run_id=export_run, tags=tags, model_id=model.model_id
-    )
-    client.set_registered_model_alias(name, ALIAS, version.version)
-    result.model_name, result.version, result.export_run_id = name, str(version.version), export_run
-    log(f"registered as {name} version {version.version}; alias '{ALIAS}' → models:/{name}@{ALIAS}")
+        result.model_name, result.version, result.export_run_id = done.name, done.version, done.export_run_id
+    return result

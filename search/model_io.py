@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.encoding import MultiBaseEncoder
+from core.encoding import BOS, EOS, NUM_SPECIAL, PAD, MultiBaseEncoder
 from core.model import CollatzTransformer, ModelConfig
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ExportError",
     "ExportedModel",
     "InputError",
+    "encoding_config",
     "export_files",
     "load_export",
     "parse_value",
@@ -55,6 +56,16 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def encoding_config(base: int) -> dict[str, Any]:
+    """How an export's tokens read (``config.json``'s ``encoding``), from the encoding's constants."""
+    return {
+        "base": base,
+        "vocab_size": MultiBaseEncoder(base).vocab_size,
+        "tokens": {"pad": PAD, "bos": BOS, "eos": EOS, "digit_offset": NUM_SPECIAL},
+        "digit_order": "most significant first",
+    }
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> str:
@@ -137,6 +148,17 @@ class ExportedModel:
             out.append(n)
         return out
 
+    def compare(self, values: Iterable[Any]) -> list[dict[str, Any]]:
+        """Predict and check against the true κ: ``{"n", "predicted", "kappa", "correct"}`` per input."""
+        from core.collatz import long_step
+
+        ints = self.check(values)
+        rows = []
+        for n, p in zip(ints, self.predict(ints), strict=True):
+            kappa = long_step(n)
+            rows.append({"n": n, "predicted": p, "kappa": kappa, "correct": p == kappa})
+        return rows
+
     @torch.no_grad()
     def predict(self, values: Sequence[Any], batch_size: int | None = None) -> list[int | None]:
         """Greedy κ predictions, batched as the study's test evaluation was (same numbers out)."""
@@ -202,9 +224,9 @@ def load_files(weights: str | Path, config_path: str | Path, device: str = "cpu"
     try:
         model_config = ModelConfig(**config["model"])
         base = int(config["encoding"]["base"])
-        MultiBaseEncoder(base)
-        if model_config.vocab_size != base + 3:
-            raise ValueError(f"vocab_size {model_config.vocab_size} is not base {base} + 3")
+        vocab_size = MultiBaseEncoder(base).vocab_size
+        if model_config.vocab_size != vocab_size:
+            raise ValueError(f"vocab_size {model_config.vocab_size} is not {vocab_size} (base {base})")
         if int(config["max_length"]) != model_config.max_seq_length:
             raise ValueError("max_length differs from the model's max_seq_length")
         model = CollatzTransformer.from_config(model_config)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import signal
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -22,10 +21,13 @@ import optuna
 from optuna.trial import TrialState
 
 from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
+from search import keys
 from search.config import StudyConfig
-from search.run import RunConfig, build_data, execute
+from search.locations import mask
+from search.run import build_data, execute
+from search.runconfig import RunConfig
+from search.signals import ignore_signals
 from search.space import suggest
-from search.storage import mask
 from search.tracking import StudyTracker, class_metrics, flatten_test_metrics
 
 __all__ = ["TrialOutcome", "run_config_for", "run_trial"]
@@ -36,44 +38,46 @@ MIN_CLASS_COUNT = 5  # per-(k, k′) validation curves only for classes with thi
 
 @dataclass
 class TrialOutcome:
+    """How one trial ended, and what it cost (the worker adds this up; Optuna is told the state)."""
+
     state: TrialState
     value: float | None
     reason: str | None = None
+    compute_seconds: float = 0.0  # inside training, validation and test evaluation
+    train_steps: int = 0
 
 
 def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) -> RunConfig:
-    """The frozen config of one trial: sampled params + the study's data and training sections."""
+    """The frozen config of one trial: the study's data and training sections + sampled params.
+
+    Every field comes from the study file (``params`` holds every ``[search]`` parameter that
+    is set); a trial has no time budget of its own: epochs and the study's timeout bound it.
+    """
     t, d = cfg.training, cfg.data
-    return RunConfig(
-        base=params["base"],
-        d_model=params["d_model"],
-        nhead=params["nhead"],
-        num_layers=params["num_layers"],
-        num_decoder_layers=params.get("num_decoder_layers", 1),
-        dim_feedforward=params.get("dim_feedforward"),
-        dropout=params.get("dropout", 0.0),
-        data_range=tuple(d.range),
-        train_size=d.train_size,
-        val_size=d.val_size,
-        test_size=d.test_size,
-        data_seed=d.seed,
-        lr=params["lr"],
-        batch_size=params.get("batch_size") or t.batch_size,
-        eval_batch_size=t.eval_batch_size,
-        epochs=t.epochs,
-        samples_per_epoch=t.samples_per_epoch,
-        early_stopping_patience=t.early_stopping_patience,
-        monitor=cfg.study.metric,
-        monitor_mode="max" if cfg.study.direction == "maximize" else "min",
-        optimizer=t.optimizer,
-        weight_decay=t.weight_decay,
-        scheduler=t.scheduler,
-        max_grad_norm=t.max_grad_norm,
-        seed=cfg.study.seed + trial_number,
-        device=t.device,
-        precision=t.precision,
-        threads=t.threads,
-    )
+    study_fields: dict[str, Any] = {
+        "data_range": tuple(d.range),
+        "train_size": d.train_size,
+        "val_size": d.val_size,
+        "test_size": d.test_size,
+        "data_seed": d.seed,
+        "batch_size": t.batch_size,
+        "eval_batch_size": t.eval_batch_size,
+        "epochs": t.epochs,
+        "samples_per_epoch": t.samples_per_epoch,
+        "early_stopping_patience": t.early_stopping_patience,
+        "monitor": cfg.study.metric,
+        "monitor_mode": "max" if cfg.study.direction == "maximize" else "min",
+        "optimizer": t.optimizer,
+        "weight_decay": t.weight_decay,
+        "scheduler": t.scheduler,
+        "max_grad_norm": t.max_grad_norm,
+        "time_budget": None,
+        "seed": cfg.study.seed + trial_number,
+        "device": t.device,
+        "precision": t.precision,
+        "threads": t.threads,
+    }
+    return RunConfig(**{**study_fields, **params})
 
 
 def per_class_rates(correct: np.ndarray, k: np.ndarray, kp: np.ndarray) -> dict[tuple[int, int], dict]:
@@ -110,9 +114,8 @@ class TrialCallback(Callback):
         self.compute_seconds += metrics.get("epoch_time", 0.0) + metrics.get("val_time", 0.0)
         self.train_steps = trainer.global_step
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
-        correct = getattr(trainer, "last_val_correct", None)
-        if correct is not None:
-            rates = per_class_rates(correct.cpu().numpy(), self.val.k, self.val.k_prime)
+        if trainer.last_val_correct is not None:
+            rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)
             logged.update(class_metrics("val_exact_match", rates))
         self.tracker.log_metrics(self.run_id, logged, step=epoch)
         value = metrics[self.metric]
@@ -142,25 +145,28 @@ def _write_predictions(path: Path, test: CollatzDataset, predictions: Any, base:
             writer.writerow([n, kappa, "" if pred is None else pred, int(pred == int(kappa)), k, kp])
 
 
+DataCache = dict[int, tuple[CollatzDataset, CollatzDataset, CollatzDataset]]
+
+
 def run_trial(
     study: optuna.Study,
     trial: optuna.Trial,
     cfg: StudyConfig,
     tracker: StudyTracker,
     log: Log,
-    data_cache: dict[int, tuple[CollatzDataset, CollatzDataset, CollatzDataset]],
+    data_cache: DataCache,
     scratch: str | Path | None = None,
     tags: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
     params = suggest(trial, cfg.search)
-    trial.set_user_attr("params", params)
+    keys.set_trial_params(trial, params)
     run_cfg = run_config_for(cfg, params, trial.number)
     config = {"study": cfg.study.name, "trial": trial.number, "params": params, "run": run_cfg.to_dict()}
     mlflow_params = {**run_cfg.to_dict(), "trial_number": trial.number}
-    run_id = tracker.start_trial_run(study, trial, mlflow_params, config, tags)
+    run_id = tracker.start_trial_run(trial.number, keys.parent_run_id(study), mlflow_params, config, tags)
+    keys.set_run_id(trial, run_id)
     log(f"trial {trial.number} started: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
-    maximize = cfg.study.direction == "maximize"
     with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-", dir=scratch) as tmp:
         ckpt_dir = Path(tmp, "checkpoints")
         cb: TrialCallback | None = None
@@ -171,23 +177,20 @@ def run_trial(
             cb = TrialCallback(trial, tracker, run_id, cfg.study.metric, data[1], run_cfg.epochs, log)
             result = execute(run_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
             cb.compute_seconds += result.eval_seconds
-            value = _best(result.history[cfg.study.metric], maximize)
+            value = _best(result.history[cfg.study.metric], cfg.study.direction == "maximize")
             test = flatten_test_metrics(result.test)
             tracker.log_metrics(run_id, {**test, "best_epoch": result.best_epoch}, step=result.best_epoch)
             preds = Path(tmp, "test_predictions.csv")
             _write_predictions(preds, data[2], result.test["predictions"], run_cfg.base)
             tracker.log_artifacts(run_id, [preds], "")
-            trial.set_user_attr("test_exact_match", result.test["exact_match"])
-            if result.stop_reason:
-                trial.set_user_attr("stop_reason", result.stop_reason)
+            keys.record_result(trial, result.test["exact_match"], result.stop_reason)
             outcome = TrialOutcome(TrialState.COMPLETE, value, result.stop_reason)
         except optuna.TrialPruned as exc:
             outcome = TrialOutcome(TrialState.PRUNED, None, str(exc))
         except KeyboardInterrupt:
-            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup
-                signal.signal(sig, signal.SIG_IGN)
+            ignore_signals()  # a second signal must not cut the cleanup
             # The interrupt may have cut a storage call: what fails here, the worker's
-            # _record_interrupted redoes (Optuna state, reason and a run left RUNNING).
+            # record_interrupted redoes (Optuna state, reason and a run left RUNNING).
             with contextlib.suppress(Exception):
                 _close(trial, tracker, run_id, ckpt_dir, TrialOutcome(TrialState.FAIL, None, "interrupted"))
             raise
@@ -196,8 +199,9 @@ def run_trial(
             log(f"trial {trial.number} failed: {mask(reason)}")
             log(mask("".join(traceback.format_exception(exc, limit=-3))).rstrip())
             outcome = TrialOutcome(TrialState.FAIL, None, reason)
-        trial.set_user_attr("compute_seconds", round(cb.compute_seconds, 3) if cb else 0.0)
-        trial.set_user_attr("train_steps", cb.train_steps if cb else 0)
+        if cb is not None:
+            outcome.compute_seconds, outcome.train_steps = cb.compute_seconds, cb.train_steps
+        keys.record_cost(trial, outcome.compute_seconds, outcome.train_steps)
         _close(trial, tracker, run_id, ckpt_dir, outcome)
     return outcome
 
@@ -206,7 +210,7 @@ def _close(
     trial: optuna.Trial, tracker: StudyTracker, run_id: str, ckpt_dir: Path, out: TrialOutcome
 ) -> None:
     if out.reason and out.state == TrialState.FAIL:
-        trial.set_user_attr("fail_reason", mask(out.reason))
+        keys.set_fail_reason(trial, mask(out.reason))
     if ckpt_dir.is_dir():
         tracker.log_artifacts(run_id, sorted(ckpt_dir.glob("*.pt")), "checkpoints")
     tracker.end_trial_run(run_id, out.state.name, out.reason if out.state == TrialState.FAIL else None)

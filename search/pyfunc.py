@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
-from search.model_io import CONFIG_FILE, WEIGHTS_FILE, ExportedModel, InputError, load_files
+from search.model_io import ExportedModel, InputError, load_files
 
 __all__ = ["INPUT_COLUMN", "OUTPUT_COLUMN", "CollatzPyfunc", "input_example", "signature"]
 
 INPUT_COLUMN = "n"
 OUTPUT_COLUMN = "kappa"
-ARTIFACTS = {"weights": WEIGHTS_FILE, "config": CONFIG_FILE}
 _INT64_MAX = 2**63 - 1
 
 

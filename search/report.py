@@ -12,6 +12,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from search import keys
+
 __all__ = ["Report", "ReportError", "log_report", "trials_table", "write_report"]
 
 
@@ -19,7 +21,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, real hyperparameters, test exact match, duration."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        params = t.user_attrs.get("params", t.params)
+        params = keys.trial_params(t)
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
         rows.append(
             {
@@ -28,9 +30,9 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "value": t.value,
                 **params,
                 "epochs": len(t.intermediate_values),
-                "test_exact_match": t.user_attrs.get("test_exact_match"),
+                "test_exact_match": keys.test_exact_match(t),
                 "seconds": round(duration, 1) if duration is not None else None,
-                "note": t.user_attrs.get("fail_reason") or t.user_attrs.get("stop_reason") or "",
+                "note": keys.fail_reason(t) or keys.stop_reason(t) or "",
             }
         )
     return pd.DataFrame(rows)
@@ -81,18 +83,18 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
 
     from search import plots
 
+    try:
+        best = keys.require_completed(study)
+    except keys.NoCompletedTrialError as exc:
+        raise ReportError(str(exc)) from None
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState)
-        raise ReportError(f"study '{study.study_name}' has no completed trial yet ({states})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     name = study.study_name
-    metric = ((study.user_attrs.get("config") or {}).get("study") or {}).get("metric", "value")
+    metric = keys.study_metric(study, "value")
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    best = study.best_trial
 
     table = out / "trials.csv"
     trials_table(study).to_csv(table, index=False)
@@ -120,8 +122,8 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
 
     points = []
     for t in complete:
-        base = t.user_attrs.get("params", t.params).get("base")
-        em = t.user_attrs.get("test_exact_match")
+        base = keys.trial_params(t).get("base")
+        em = keys.test_exact_match(t)
         if base is not None and plots.finite(em):
             points.append((int(base), float(em)))
     if points:
@@ -133,7 +135,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     path = out / "learning_curves.png"
     report.files.append(plots.learning_curves(trials, metric, path, f"{name}: {metric} per epoch"))
 
-    run_id = best.user_attrs.get("mlflow_run_id")
+    run_id = keys.run_id(best)
     final_classes: dict[tuple[int, int], float] = {}
     if tracking_uri is None or run_id is None:
         report.notes.append("per-class curves skipped: no MLflow run of the best trial")
@@ -159,13 +161,13 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
         "study": name,
         "metric": metric,
         "direction": "maximize" if maximize else "minimize",
-        "trials": {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState},
+        "trials": keys.state_counts(trials),
         "best_trial": best.number,
         "best_value": best.value,
-        "params": best.user_attrs.get("params", best.params),
-        "test_exact_match": best.user_attrs.get("test_exact_match"),
+        "params": keys.trial_params(best),
+        "test_exact_match": keys.test_exact_match(best),
         "epochs": len(best.intermediate_values),
-        "stop_reason": best.user_attrs.get("stop_reason"),
+        "stop_reason": keys.stop_reason(best),
         "mlflow_run_id": run_id,
         "test_exact_match_by_class": {
             f"{k},{kp}": v
@@ -233,7 +235,7 @@ def log_report(report: Report, study: optuna.Study, tracking_uri: str) -> str | 
     """Log the report's files under ``report/`` of the study's parent run; returns its id."""
     from mlflow.tracking import MlflowClient
 
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    run_id = keys.parent_run_id(study)
     if run_id is None:
         report.notes.append("not logged to MLflow: the study has no parent run")
         return None

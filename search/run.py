@@ -6,13 +6,11 @@ tracking) are passed in, so this module knows nothing of Optuna or MLflow.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -21,7 +19,6 @@ from core import (
     Callback,
     CollatzDataset,
     CollatzTransformer,
-    ModelConfig,
     StopTraining,
     Trainer,
     compute_collatz_metrics,
@@ -29,9 +26,9 @@ from core import (
     make_splits,
     split_values,
 )
+from search.runconfig import RunConfig
 
 __all__ = [
-    "RunConfig",
     "RunResult",
     "build_data",
     "build_model",
@@ -41,84 +38,40 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything one run depends on; saved with the run so it can be reproduced."""
-
-    # model / encoding
-    base: int = 24
-    d_model: int = 128
-    nhead: int = 4
-    num_layers: int = 2
-    num_decoder_layers: int = 1
-    dim_feedforward: int | None = None
-    dropout: float = 0.0
-    # data
-    data_range: tuple[int, int] = (1, 2**20)
-    train_size: int = 200_000
-    val_size: int = 2_000
-    test_size: int = 10_000
-    data_seed: int = 0
-    # training
-    lr: float = 1e-3
-    batch_size: int = 256
-    eval_batch_size: int = 1024
-    epochs: int = 3
-    samples_per_epoch: int | None = None
-    early_stopping_patience: int | None = None
-    monitor: str = "val_loss"  # early stopping and best.pt follow this metric
-    monitor_mode: Literal["min", "max"] = "min"
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    weight_decay: float = 0.0
-    scheduler: Literal["none", "plateau", "cosine"] = "none"
-    max_grad_norm: float | None = 1.0
-    time_budget: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    threads: int | None = None
-
-    @property
-    def split_sizes(self) -> list[int]:
-        """Train, val and test sizes: the cut of one seeded distinct sample (see make_splits)."""
-        return [self.train_size, self.val_size, self.test_size]
-
-    def model_config(self, vocab_size: int, max_seq_length: int = 64) -> ModelConfig:
-        """The model part; building it validates nhead | d_model and the other model fields."""
-        return ModelConfig(
-            vocab_size=vocab_size,
-            d_model=self.d_model,
-            nhead=self.nhead,
-            num_layers=self.num_layers,
-            num_decoder_layers=self.num_decoder_layers,
-            dim_feedforward=self.dim_feedforward,
-            dropout=self.dropout,
-            max_seq_length=max_seq_length,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["data_range"] = list(self.data_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        d = dict(d)
-        if "data_range" in d:
-            d["data_range"] = tuple(d["data_range"])
-        return cls(**d)
-
-
 @dataclass
 class RunResult:
+    """What one run did and measured: per-epoch history and the held-out test metrics."""
+
     history: dict[str, list[float]]
-    test: dict[str, Any]
+    test: dict[str, Any]  # compute_collatz_metrics of the best checkpoint, plus "predictions"
     best_epoch: int
     best_checkpoint: Path | None
     stop_reason: str | None
     train_seconds: float
     eval_seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    num_parameters: int
+    samples_seen: int
+
+    def summary(self, min_class_count: int = 20) -> dict[str, Any]:
+        """The JSON-able summary ``collatz-hpo train`` prints: test figures and where they came from."""
+        test = self.test
+        return {
+            "test_exact_match": test["exact_match"],
+            "test_token_accuracy": test["token_accuracy"],
+            "test_size": test["num_samples"],
+            "best_epoch": self.best_epoch,
+            "train_seconds": round(self.train_seconds, 1),
+            "samples_seen": self.samples_seen,
+            "num_parameters": self.num_parameters,
+            "stop_reason": self.stop_reason,
+            "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+            "exact_match_by_class": {
+                f"{k},{kp}": round(v["exact_match"], 4)
+                for (k, kp), v in test["by_class"].items()
+                if v["count"] >= min_class_count
+            },
+            "wrong_loop_length_share_of_errors": test["wrong_loop_length_share"],
+        }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -258,16 +211,6 @@ def execute(
         stop_reason=trainer.stop_reason,
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
-        extra={
-            "model": model,
-            "num_parameters": model.num_parameters(),
-            "samples_seen": trainer.samples_seen,
-        },
+        num_parameters=model.num_parameters(),
+        samples_seen=trainer.samples_seen,
     )
-
-
-def best_value(history: dict[str, list[float]], metric: str, maximize: bool) -> float:
-    values = [v for v in history.get(metric, []) if not math.isnan(v)]
-    if not values:
-        return math.nan
-    return max(values) if maximize else min(values)

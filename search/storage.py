@@ -1,9 +1,10 @@
-"""Where a study lives: Optuna storage and MLflow tracking URLs, their defaults and secrets.
+"""The Optuna storage of a study: opened once, retried across dropped connections, locked, beating.
 
-Embedded default (no server): ``sqlite:///mlruns/optuna.db`` for Optuna and
-``sqlite:///mlruns/mlflow.db`` for MLflow with artifacts under ``mlruns/``, relative to the
-directory the command runs in. Flags win over ``OPTUNA_STORAGE`` / ``MLFLOW_TRACKING_URI``,
-which win over the defaults. URLs may hold passwords: ``mask`` them before they are shown.
+- ``open_storage``: Optuna's RDB storage (sqlite or PostgreSQL) behind ``ResilientStorage``,
+  which retries every storage call when the database connection dropped;
+- ``retry_on_disconnect``: the one retry-with-back-off loop (storage calls, the advisory lock);
+- ``study_lock``: serialises "count the trials, then ask for one" across workers of a study;
+- ``heartbeat``: beats for a running trial, so a dead worker's trial is found and retried.
 """
 
 from __future__ import annotations
@@ -11,81 +12,182 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
-import re
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Container, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["Locations", "first_line", "is_disconnect", "mask", "resolve_locations", "study_lock"]
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage, RDBStorage
 
-STORE_DIR = "mlruns"
-# scheme:, then any number of slashes (a mistyped "postgresql:/" too), then user:password@
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:/*)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
-_QUERY_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key)=([^&\s]+)")
+# Optuna's interface for storages with heartbeats (``fail_stale_trials`` checks for it).
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import StudyError
+from search.locations import first_line, mask, sqlite_path
 
-def mask(text: str) -> str:
-    """Replace passwords in any URL inside ``text`` (user:pass@host, ?password=...) by ***."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _QUERY_SECRET.sub(lambda m: f"{m[1]}=***", text)
+if TYPE_CHECKING:
+    from optuna.study._frozen import FrozenStudy
 
+    from search.config import StudyConfig
 
-def first_line(exc: BaseException) -> str:
-    """A one-line, password-masked description of an exception, for one-line user errors."""
-    text = str(exc).strip().splitlines()
-    return mask(text[0] if text else type(exc).__name__)
+__all__ = [
+    "ResilientStorage",
+    "heartbeat",
+    "is_disconnect",
+    "open_storage",
+    "retry_on_disconnect",
+    "study_lock",
+]
 
-
-@dataclass(frozen=True)
-class Locations:
-    """Resolved storage URLs of one study (may hold secrets: never log them unmasked)."""
-
-    storage: str
-    tracking_uri: str
-    artifact_root: str | None  # local artifact folder for an embedded MLflow store
-    store_dir: Path | None  # the embedded store folder to create, if any
-
-    def masked(self) -> dict[str, str]:
-        return {"storage": mask(self.storage), "tracking_uri": mask(self.tracking_uri)}
+T = TypeVar("T")
+RETRY_ATTEMPTS = 8  # back-off 0.25 s doubling to 8 s: rides out ~40 s of a database restarting
+SQLITE_LOCK_TIMEOUT = 120  # seconds a worker waits for another's write lock on a shared sqlite file
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
-    return None
+def retry_on_disconnect(call: Callable[[], T], attempts: int = RETRY_ATTEMPTS) -> T:
+    """``call()``, again with exponential back-off while it fails because the connection dropped."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_disconnect(exc):
+                raise
+            time.sleep(min(0.25 * 2**attempt, 8.0))
+    raise AssertionError("unreachable")
 
 
-def resolve_locations(
-    storage: str | None = None, tracking_uri: str | None = None, cwd: str | Path | None = None
-) -> Locations:
-    """Flags, then environment variables, then the embedded default under ``<cwd>/mlruns``."""
-    base = Path(cwd or os.getcwd()).resolve()
-    store = base / STORE_DIR
-    storage = storage or os.environ.get("OPTUNA_STORAGE") or f"sqlite:///{store / 'optuna.db'}"
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store / 'mlflow.db'}"
-    for name, url in (("storage", storage), ("tracking_uri", tracking_uri)):
-        if "://" not in url:
-            raise ValueError(f"--{name.replace('_', '-')}: {mask(url)!r} is not a URL (e.g. sqlite:///x.db)")
-    artifact_root = None
-    tracking_db = _sqlite_path(tracking_uri)
-    if tracking_db is not None:
-        artifact_root = str((tracking_db.parent / "artifacts").resolve())
-    store_dir = None
-    for db in (_sqlite_path(storage), tracking_db):
-        if db is not None:
-            store_dir = db.parent
-    return Locations(storage, tracking_uri, artifact_root, store_dir)
+class ResilientStorage(BaseStorage, BaseHeartbeat):
+    """An Optuna storage whose every call is retried when the database connection drops.
+
+    It implements the abstract methods of Optuna's storage and heartbeat interfaces, each by
+    delegation to the storage Optuna itself would use for the URL (RDB behind Optuna's trial
+    cache). An Optuna release that adds or renames one makes this class fail to instantiate,
+    loudly, instead of leaving a call unprotected; the other methods of ``BaseStorage`` are
+    built on these.
+    """
+
+    def __init__(self, rdb: RDBStorage) -> None:
+        self.rdb = rdb
+        self._inner: Any = optuna.storages.get_storage(rdb)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        method = getattr(self._inner, name)
+        return retry_on_disconnect(lambda: method(*args))
+
+    @property
+    def engine(self) -> Any:
+        """The SQLAlchemy engine (the PostgreSQL advisory lock borrows its connections)."""
+        return self.rdb.engine
+
+    def remove_session(self) -> None:
+        """Discard the database session (after an interrupt cut a call in half)."""
+        self.rdb.remove_session()
+
+    # --- studies
+    def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:
+        return self._call("create_new_study", directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        self._call("delete_study", study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._call("set_study_user_attr", study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._call("set_study_system_attr", study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._call("get_study_id_from_name", study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._call("get_study_name_from_id", study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._call("get_study_directions", study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._call("get_study_user_attrs", study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._call("get_study_system_attrs", study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._call("get_all_studies")
+
+    # --- trials
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._call("create_new_trial", study_id, template_trial)
+
+    def set_trial_param(
+        self, trial_id: int, param_name: str, param_value_internal: float, distribution: BaseDistribution
+    ) -> None:
+        self._call("set_trial_param", trial_id, param_name, param_value_internal, distribution)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        return self._call("set_trial_state_values", trial_id, state, values)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._call("set_trial_intermediate_value", trial_id, step, intermediate_value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._call("set_trial_user_attr", trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._call("set_trial_system_attr", trial_id, key, value)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._call("get_trial", trial_id)
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._call("get_all_trials", study_id, deepcopy, states)
+
+    # --- heartbeats
+    def record_heartbeat(self, trial_id: int) -> None:
+        self._call("record_heartbeat", trial_id)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return self._call("_get_stale_trial_ids", study_id)
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._inner.get_heartbeat_interval()
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._inner.get_heartbeat_stale_trial_callback()
 
 
-def prepare(locations: Locations) -> None:
-    """Create the folders an embedded store needs (only after the config was validated)."""
-    for url in (locations.storage, locations.tracking_uri):
-        db = _sqlite_path(url)
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
+def open_storage(url: str, cfg: StudyConfig | None = None) -> ResilientStorage:
+    """The study's Optuna storage at ``url``; heartbeats when the study file asks for them.
+
+    With ``heartbeat_interval`` set, a trial whose worker stops beating for ``grace_period``
+    seconds is failed by the next worker and retried with the same params (up to
+    ``max_retries`` times) by Optuna's ``RetryHeartbeatStaleTrialCallback``.
+    """
+    if url.startswith("sqlite:"):
+        # Several worker processes share one file: wait for locks instead of failing.
+        kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}}}
+    else:
+        # pre-ping replaces connections the server dropped while they sat in the pool.
+        kwargs = {"engine_kwargs": {"pool_pre_ping": True, "pool_recycle": 300}}
+    if cfg is not None and cfg.study.heartbeat_interval:
+        kwargs["heartbeat_interval"] = cfg.study.heartbeat_interval
+        kwargs["grace_period"] = cfg.study.grace_period or 2 * cfg.study.heartbeat_interval
+        kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=cfg.study.max_retries
+        )
+    try:
+        # Workers starting together on a fresh database would race to create Optuna's tables.
+        with study_lock(url, "collatz-hpo-schema"):
+            return ResilientStorage(RDBStorage(url, **kwargs))
+    except Exception as exc:  # no driver, unreachable server, bad URL: one line, not a traceback
+        raise StudyError(f"cannot open Optuna storage {mask(url)}: {first_line(exc)}") from exc
 
 
 @contextlib.contextmanager
@@ -97,7 +199,7 @@ def study_lock(storage: str, study_name: str, engine: Any = None) -> Iterator[No
     short-lived connection). Other databases run unlocked (a worker may then start one
     trial more than asked).
     """
-    db = _sqlite_path(storage)
+    db = sqlite_path(storage)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         lock_path = db.with_name(f"{db.name}.{study_name}.lock")
@@ -117,7 +219,7 @@ def study_lock(storage: str, study_name: str, engine: Any = None) -> Iterator[No
         if own:
             engine = sa.create_engine(storage, poolclass=sa.pool.NullPool)
         try:
-            conn = _locked_connection(engine, key)
+            conn = retry_on_disconnect(lambda: _locked_connection(engine, key))
             try:
                 yield
             finally:
@@ -133,24 +235,45 @@ def study_lock(storage: str, study_name: str, engine: Any = None) -> Iterator[No
     yield
 
 
-def _locked_connection(engine: Any, key: int, attempts: int = 8) -> Any:
-    """A connection holding the advisory lock ``key``; retried across dropped connections."""
+def _locked_connection(engine: Any, key: int) -> Any:
+    """A connection holding the advisory lock ``key`` (closed again if taking the lock fails)."""
     import sqlalchemy as sa
 
-    for attempt in range(attempts):
-        conn = None
-        try:
-            conn = engine.connect()
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            return conn
-        except Exception as exc:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            if attempt == attempts - 1 or not is_disconnect(exc):
-                raise
-            time.sleep(min(0.25 * 2**attempt, 8.0))
-    raise AssertionError("unreachable")
+    conn = engine.connect()
+    try:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def heartbeat(storage: BaseStorage, trial_id: int, interval: int | None) -> Iterator[None]:
+    """Beat for ``trial_id`` every ``interval`` seconds while the block runs (no-op if None).
+
+    ``study.optimize`` does this itself; our ask-and-tell loop has to.
+    """
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is survivable: grace period
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 _DISCONNECT_WORDS = (

@@ -1,8 +1,12 @@
-"""MLflow tracking of a study: one experiment, one parent run, one child run per trial.
+"""MLflow tracking: one object owns the client; a study is one experiment, one parent run and a
+child run per trial.
 
-Our own small layer over ``MlflowClient`` (optuna-integration's ``MLflowCallback`` is
-deprecated and makes no parent run). Run status follows the Optuna trial state:
-COMPLETE → FINISHED, PRUNED → KILLED, FAIL → FAILED. Nothing here logs a storage URL unmasked.
+Our own small layer over ``MlflowClient`` (optuna-integration's ``MLflowCallback`` is deprecated
+and makes no parent run). ``Tracker`` holds the client and the experiment and does run-level
+work; ``StudyTracker`` adds the study's conventions (run names, roles, the parent run, status
+from the Optuna state); the guide-shaped ``ExperimentTracker`` is one run on a ``Tracker``.
+Trackers write MLflow only: Optuna facts come in as arguments, run ids go back as results.
+Nothing here logs a storage URL unmasked.
 """
 
 from __future__ import annotations
@@ -13,21 +17,37 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from search.storage import mask
+from search import keys
+from search.locations import mask
 
-__all__ = ["STATUS_OF_STATE", "ExperimentTracker", "StudyTracker", "class_metrics", "flatten_test_metrics"]
+if TYPE_CHECKING:
+    import pandas as pd
+    from optuna.trial import FrozenTrial
+
+    from core import Callback
+
+__all__ = [
+    "STATUS_OF_STATE",
+    "ExperimentTracker",
+    "StudyTracker",
+    "Tracker",
+    "class_metrics",
+    "flatten_test_metrics",
+]
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-ROLE_TAG = "collatz_hpo.role"
-PARENT_ATTR = "mlflow_parent_run_id"
-RUN_ATTR = "mlflow_run_id"
 _BATCH = 900  # MLflow caps a log_batch at 1000 metrics
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
 
 
 def _clean_params(params: Mapping[str, Any]) -> list[Param]:
@@ -51,7 +71,7 @@ def class_metrics(prefix: str, by_class: Mapping[tuple[int, int], Mapping[str, f
 
 def flatten_test_metrics(test: Mapping[str, Any]) -> dict[str, float]:
     """Scalar test metrics plus exact match per k, per k′ and per (k, k′) class."""
-    keys = (
+    names = (
         "exact_match",
         "token_accuracy",
         "undecodable_rate",
@@ -60,174 +80,173 @@ def flatten_test_metrics(test: Mapping[str, Any]) -> dict[str, float]:
         "wrong_k_prime_share",
         "other_error_share",
     )
-    out = {f"test_{k}": float(test[k]) for k in keys if k in test}
+    out = {f"test_{k}": float(test[k]) for k in names if k in test}
     out.update({f"test_exact_match_k{k}": v["exact_match"] for k, v in test.get("by_k", {}).items()})
     out.update({f"test_exact_match_kp{k}": v["exact_match"] for k, v in test.get("by_k_prime", {}).items()})
     out.update(class_metrics("test_exact_match", test.get("by_class", {})))
     return out
 
 
-class StudyTracker:
-    """Writes one study's runs to an MLflow tracking server or embedded store."""
+class Tracker:
+    """The MLflow client of one experiment (created if absent, restored if deleted)."""
 
-    def __init__(self, tracking_uri: str, study_name: str, artifact_root: str | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_root: str | None = None,
+        experiment_tags: Mapping[str, str] | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri
-        self.study_name = study_name
         self.client = MlflowClient(tracking_uri=tracking_uri)
-        self.experiment_id = self._ensure_experiment(artifact_root)
-        self._checked: set[int] = set()  # FAIL trials whose run is known to be closed
+        self.experiment_id = self._ensure_experiment(experiment, artifact_root, experiment_tags)
 
-    def _ensure_experiment(self, artifact_root: str | None) -> str:
-        exp = self.client.get_experiment_by_name(self.study_name)
+    def _ensure_experiment(self, name: str, artifact_root: str | None, tags: Mapping[str, str] | None) -> str:
+        exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
-        location = None
-        if artifact_root is not None:
-            location = Path(artifact_root, self.study_name).resolve().as_uri()
+        location = Path(artifact_root, name).resolve().as_uri() if artifact_root is not None else None
         try:
-            return self.client.create_experiment(
-                self.study_name, artifact_location=location, tags={"optuna.study_name": self.study_name}
-            )
+            return self.client.create_experiment(name, artifact_location=location, tags=dict(tags or {}))
         except MlflowException:  # another worker created it first
-            exp = self.client.get_experiment_by_name(self.study_name)
+            exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
 
-    # --- the study's parent run ---------------------------------------------------------------
-    def ensure_parent_run(self, study: Any, params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
-        """The study's parent run (created once; its id is kept on the Optuna study)."""
-        run_id = study.user_attrs.get(PARENT_ATTR)
-        if run_id is not None:
-            try:
-                run = self.client.get_run(run_id)
-                if run.info.status != "RUNNING":
-                    self.client.update_run(run_id, status="RUNNING")
-                return run_id
-            except MlflowException:
-                pass  # the tracking store was reset: make a new parent run
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"study-{self.study_name}",
-            tags={ROLE_TAG: "study", "optuna.study_name": self.study_name},
-        )
-        run_id = run.info.run_id
-        self.client.log_batch(run_id, params=_clean_params(params))
-        self._log_json(run_id, config, "study_config.json")
-        study.set_user_attr(PARENT_ATTR, run_id)
-        return run_id
-
-    def finish_parent_run(self, study: Any, status: str = "FINISHED") -> None:
-        run_id = study.user_attrs.get(PARENT_ATTR)
-        if run_id is not None:
-            self.client.set_terminated(run_id, status=status)
-
-    def update_parent(self, study: Any) -> None:
-        """Best trial (tags + metric) and the trials table (CSV) on the parent run."""
-        import optuna
-
-        run_id = study.user_attrs.get(PARENT_ATTR)
-        if run_id is None:
-            return
-        trials = study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state.is_finished()]
-        tags = {
-            "n_trials_complete": sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials),
-            "n_trials_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-            "n_trials_failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
-        }
-        metrics: dict[str, float] = {}
-        try:
-            best = study.best_trial
-        except ValueError:
-            best = None
-        if best is not None:
-            tags.update({"best_trial": best.number, "best_run_id": best.user_attrs.get(RUN_ATTR, "")})
-            tags.update({f"best.{k}": v for k, v in best.user_attrs.get("params", best.params).items()})
-            metrics["best_value"] = float(best.value)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, int(time.time() * 1000), len(finished)) for k, v in metrics.items()],
-            tags=[RunTag(k, mask(str(v))) for k, v in tags.items()],
-        )
-        frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp, "trials.csv")
-            frame.to_csv(path, index=False)
-            self.client.log_artifact(run_id, str(path))
-
-    # --- one trial's child run ------------------------------------------------------------------
-    def start_trial_run(
-        self,
-        study: Any,
-        trial: Any,
-        params: Mapping[str, Any],
-        config: Mapping[str, Any],
-        tags: Mapping[str, str] | None = None,
+    def start_run(
+        self, name: str | None, tags: Mapping[str, str], params: Mapping[str, Any] | None = None
     ) -> str:
-        parent = study.user_attrs.get(PARENT_ATTR)
-        tags = {
-            "optuna.study_name": self.study_name,
-            "optuna.trial_number": str(trial.number),
-            "optuna.trial_state": "RUNNING",
-            ROLE_TAG: "trial",
-            **(tags or {}),
-        }
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags)
-        run_id = run.info.run_id
-        self.client.log_batch(run_id, params=_clean_params(params))
-        self._log_json(run_id, config, "config.json")
-        trial.set_user_attr(RUN_ATTR, run_id)
+        run_id = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags)).info.run_id
+        if params:
+            self.log_params(run_id, params)
         return run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, params=_clean_params(params))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
-        now = int(time.time() * 1000)
+        """Finite numbers only (NaN and non-numbers are skipped), in batches MLflow accepts."""
+        now = _now()
         items = [Metric(k, v, now, step) for k, v in _finite(metrics).items()]
         for i in range(0, len(items), _BATCH):
             self.client.log_batch(run_id, metrics=items[i : i + _BATCH])
 
-    def log_artifacts(self, run_id: str, paths: Iterable[Path], artifact_path: str) -> None:
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, mask(str(v))[:5000]) for k, v in tags.items()])
+
+    def log_artifacts(
+        self, run_id: str, paths: Iterable[Path | str], artifact_path: str | None = None
+    ) -> None:
         for path in paths:
             if Path(path).is_file():
                 self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def end_trial_run(self, run_id: str, state: str, reason: str | None = None) -> None:
-        """Close the child run with the status of the trial's Optuna ``state``."""
-        tags = [RunTag("optuna.trial_state", state)]
-        if reason:
-            tags.append(RunTag("fail_reason", mask(reason)[:5000]))
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, status=STATUS_OF_STATE.get(state, "FAILED"))
-
-    def close_orphans(self, study: Any) -> int:
-        """Runs still RUNNING whose trial has ended (a dead worker's): close them. Returns count."""
-        closed = 0
-        for trial in study.get_trials(deepcopy=False):
-            run_id = trial.user_attrs.get(RUN_ATTR)
-            # COMPLETE/PRUNED runs are closed by their worker before it tells Optuna; only a
-            # FAIL can hide a dead worker's run. Each is looked up once per tracker.
-            if run_id is None or trial.state.name != "FAIL" or trial.number in self._checked:
-                continue
-            self._checked.add(trial.number)
-            try:
-                run = self.client.get_run(run_id)
-            except MlflowException:
-                continue
-            if run.info.status == "RUNNING":
-                reason = trial.user_attrs.get("fail_reason", "worker died (no heartbeat or process gone)")
-                self.end_trial_run(run_id, trial.state.name, reason if trial.state.name == "FAIL" else None)
-                closed += 1
-        return closed
-
-    def _log_json(self, run_id: str, data: Mapping[str, Any], name: str) -> None:
+    def log_json(self, run_id: str, data: Mapping[str, Any], name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, name)
             path.write_text(mask(json.dumps(data, indent=2, default=str)))
             self.client.log_artifact(run_id, str(path))
+
+    def status(self, run_id: str) -> str | None:
+        """The run's status (RUNNING, FINISHED, ...), or None when the store has no such run."""
+        try:
+            return self.client.get_run(run_id).info.status
+        except MlflowException:
+            return None
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+
+class StudyTracker(Tracker):
+    """One study's runs: the experiment named after it, its parent run and a run per trial.
+
+    Run status follows the Optuna trial state: COMPLETE → FINISHED, PRUNED → KILLED, FAIL → FAILED.
+    """
+
+    def __init__(self, tracking_uri: str, study_name: str, artifact_root: str | None = None) -> None:
+        self.study_name = study_name
+        super().__init__(tracking_uri, study_name, artifact_root, {keys.STUDY_TAG: study_name})
+        self._closed: set[str] = set()  # FAIL trials' runs known to be closed
+
+    # --- the study's parent run
+    def ensure_parent_run(
+        self, run_id: str | None, params: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> str:
+        """The parent run ``run_id`` (RUNNING again), or a new one when there is none."""
+        if run_id is not None:
+            status = self.status(run_id)
+            if status is not None:  # None: the tracking store was reset, make a new parent run
+                if status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+                return run_id
+        tags = {keys.ROLE_TAG: "study", keys.STUDY_TAG: self.study_name}
+        run_id = self.start_run(f"study-{self.study_name}", tags, params)
+        self.log_json(run_id, config, "study_config.json")
+        return run_id
+
+    def update_parent(
+        self, run_id: str, counts: Mapping[str, int], best: FrozenTrial | None, table: pd.DataFrame
+    ) -> None:
+        """State counts and the best trial (tags + metric) and the trials table (CSV) on the parent."""
+        tags: dict[str, Any] = {
+            "n_trials_complete": counts["complete"],
+            "n_trials_pruned": counts["pruned"],
+            "n_trials_failed": counts["fail"],
+        }
+        if best is not None:
+            tags.update({"best_trial": best.number, "best_run_id": keys.run_id(best) or ""})
+            tags.update({f"best.{k}": v for k, v in keys.trial_params(best).items()})
+            finished = counts["complete"] + counts["pruned"] + counts["fail"]
+            self.client.log_batch(run_id, metrics=[Metric("best_value", float(best.value), _now(), finished)])
+        self.set_tags(run_id, tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, "trials.csv")
+            table.to_csv(path, index=False)
+            self.client.log_artifact(run_id, str(path))
+
+    # --- one trial's child run
+    def start_trial_run(
+        self,
+        number: int,
+        parent: str | None,
+        params: Mapping[str, Any],
+        config: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        all_tags = {
+            keys.STUDY_TAG: self.study_name,
+            keys.TRIAL_NUMBER_TAG: str(number),
+            keys.TRIAL_STATE_TAG: "RUNNING",
+            keys.ROLE_TAG: "trial",
+            **(tags or {}),
+        }
+        if parent:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent
+        run_id = self.start_run(f"trial-{number}", all_tags, params)
+        self.log_json(run_id, config, "config.json")
+        return run_id
+
+    def end_trial_run(self, run_id: str, state: str, reason: str | None = None) -> None:
+        """Close the child run with the status of the trial's Optuna ``state``."""
+        tags = {keys.TRIAL_STATE_TAG: state}
+        if reason:
+            tags[keys.FAIL_REASON_TAG] = reason
+        self.set_tags(run_id, tags)
+        self.end_run(run_id, STATUS_OF_STATE.get(state, "FAILED"))
+
+    def close_failed_run(self, run_id: str, reason: str) -> bool:
+        """Close a FAIL trial's run if its dead worker left it RUNNING (each run looked up once)."""
+        if run_id in self._closed:
+            return False
+        self._closed.add(run_id)
+        if self.status(run_id) != "RUNNING":
+            return False
+        self.end_trial_run(run_id, "FAIL", reason)
+        return True
 
 
 class ExperimentTracker:
@@ -251,40 +270,31 @@ class ExperimentTracker:
             raise ValueError(
                 f"backend {backend!r} is not supported: collatz-hpo tracks with MLflow; use backend='mlflow'"
             )
-        from search.storage import prepare, resolve_locations
+        from search.locations import prepare, resolve_locations
 
         loc = resolve_locations(None, tracking_uri)
         prepare(loc)
-        self.client = MlflowClient(tracking_uri=loc.tracking_uri)
-        exp = self.client.get_experiment_by_name(project_name)
-        if exp is None:
-            location = Path(loc.artifact_root, project_name).as_uri() if loc.artifact_root else None
-            experiment_id = self.client.create_experiment(project_name, artifact_location=location)
-        else:
-            experiment_id = exp.experiment_id
-        run = self.client.create_run(experiment_id, run_name=experiment_name, tags=dict(tags or {}))
-        self.run_id = run.info.run_id
+        self.tracker = Tracker(loc.tracking_uri, project_name, loc.artifact_root)
+        self.run_id = self.tracker.start_run(experiment_name, tags or {})
         self.finished = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        flat = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
-        self.client.log_batch(self.run_id, params=_clean_params(flat))
+        self.tracker.log_params(
+            self.run_id, {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        now = int(time.time() * 1000)
-        items = [Metric(k, v, now, step or 0) for k, v in _finite(metrics).items()]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
+        self.tracker.log_metrics(self.run_id, metrics, step or 0)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.tracker.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
         if not self.finished:
-            self.client.set_terminated(self.run_id, status=status)
+            self.tracker.end_run(self.run_id, status)
             self.finished = True
 
-    def callback(self) -> Any:
+    def callback(self) -> Callback:
         from core import Callback
 
         tracker = self

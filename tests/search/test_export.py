@@ -67,7 +67,8 @@ def test_export_writes_a_self_contained_directory(exported_tiny: ExportedStudy) 
 
 def test_recorded_test_exact_match_equals_a_fresh_evaluation(exported_tiny: ExportedStudy) -> None:
     from search.model_io import load_export
-    from search.run import RunConfig, build_data, build_test_set, evaluate_test
+    from search.run import build_data, build_test_set, evaluate_test
+    from search.runconfig import RunConfig
 
     cfg = _config(exported_tiny)
     best = _best(exported_tiny)

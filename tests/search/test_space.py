@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 from search.config import StudyConfig, parse_study
+from search.samplers import enqueue_grid, make_pruner, make_sampler
 from search.space import grid_search_space, nhead_param_name, suggest
-from search.study import enqueue_grid, make_pruner, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

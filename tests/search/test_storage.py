@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search.storage import mask, resolve_locations
+from search.locations import mask, resolve_locations
 
 
 @pytest.fixture(autouse=True)

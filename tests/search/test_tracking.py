@@ -147,7 +147,7 @@ def test_parent_run_holds_trials_table_and_best(tiny_study: FinishedStudy, tmp_p
     local = client.download_artifacts(parent.info.run_id, "trials.csv", str(tmp_path))
     frame = pd.read_csv(local)
     assert len(frame) == len(study.trials)
-    assert sorted(frame["number"]) == [t.number for t in study.trials]
+    assert sorted(frame["trial"]) == [t.number for t in study.trials]
 
 
 # --- pruning -----------------------------------------------------------------------------------

@@ -1,0 +1,181 @@
+"""Every Optuna user attribute and MLflow tag that collatz-hpo writes, each with its reader.
+
+Code that needs one of these facts calls the function here instead of spelling the key, so a
+key is renamed in one place. MLflow's own keys (``mlflow.parentRunId``, ...) are imported from
+``mlflow.utils.mlflow_tags`` where they are used (this module stays free of MLflow's import cost).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "COUNTED",
+    "ROLE_TAG",
+    "NoCompletedTrialError",
+    "best_trial",
+    "require_completed",
+    "state_counts",
+    "trial_params",
+]
+
+# --- Optuna study user attributes ---------------------------------------------------------------
+CONFIG_ATTR = "config"  # the study file as a dict: later launches must match it
+GRID_ATTR = "grid_size"  # grid studies: how many points were enqueued (once)
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+
+# --- Optuna trial user attributes ---------------------------------------------------------------
+PARAMS_ATTR = "params"  # real hyperparameters (``nhead``, not ``nhead_d64``)
+RUN_ATTR = "mlflow_run_id"  # the trial's MLflow child run
+WORKER_ATTR = "worker"  # {"host", "pid"}: tells a dead worker's RUNNING trial from a live one
+FAIL_REASON_ATTR = "fail_reason"
+STOP_REASON_ATTR = "stop_reason"
+TEST_EXACT_MATCH_ATTR = "test_exact_match"
+COMPUTE_SECONDS_ATTR = "compute_seconds"  # inside training, validation and test evaluation
+TRAIN_STEPS_ATTR = "train_steps"
+
+# --- MLflow tags ---------------------------------------------------------------------------------
+ROLE_TAG = "collatz_hpo.role"  # "study" (parent run), "trial" (child run) or "export"
+STUDY_TAG = "optuna.study_name"
+TRIAL_NUMBER_TAG = "optuna.trial_number"
+TRIAL_STATE_TAG = "optuna.trial_state"
+FAIL_REASON_TAG = "fail_reason"
+RETRY_OF_TAG = "retry_of"
+SOURCE_RUN_TAG = "source_run_id"
+
+#: Trials that count towards ``n_trials``: failed or interrupted ones are replaced.
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class NoCompletedTrialError(ValueError):
+    """A study that has no COMPLETE trial yet, where one is needed (export, report)."""
+
+
+# --- study facts ---------------------------------------------------------------------------------
+def study_config(study: optuna.Study) -> dict[str, Any] | None:
+    return study.user_attrs.get(CONFIG_ATTR)
+
+
+def study_metric(study: optuna.Study, default: str | None = None) -> str | None:
+    """The objective metric named in the study file the study was created from."""
+    return ((study_config(study) or {}).get("study") or {}).get("metric", default)
+
+
+def parent_run_id(study: optuna.Study) -> str | None:
+    return study.user_attrs.get(PARENT_RUN_ATTR)
+
+
+def set_parent_run_id(study: optuna.Study, run_id: str) -> None:
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """``{"complete": .., "pruned": .., "fail": .., "running": .., "waiting": ..}``."""
+    out = {s.name.lower(): 0 for s in TrialState}
+    for t in trials:
+        out[t.state.name.lower()] += 1
+    return out
+
+
+def counted(counts: Mapping[str, int]) -> int:
+    """Trials that count towards ``n_trials`` (COMPLETE + PRUNED)."""
+    return counts["complete"] + counts["pruned"]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None while there is none."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def require_completed(study: optuna.Study) -> FrozenTrial:
+    """The best trial; ``NoCompletedTrialError`` (with the state counts) while there is none."""
+    best = best_trial(study)
+    if best is None:
+        counts = state_counts(study.get_trials(deepcopy=False))
+        states = ", ".join(f"{n} {s}" for s, n in counts.items())
+        raise NoCompletedTrialError(f"study '{study.study_name}' has no completed trial yet ({states})")
+    return best
+
+
+# --- trial facts ---------------------------------------------------------------------------------
+def trial_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's real hyperparameters (Optuna's params rename ``nhead`` per d_model)."""
+    return trial.user_attrs.get(PARAMS_ATTR, trial.params)
+
+
+def set_trial_params(trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+    trial.set_user_attr(PARAMS_ATTR, dict(params))
+
+
+def run_id(trial: FrozenTrial) -> str | None:
+    return trial.user_attrs.get(RUN_ATTR)
+
+
+def set_run_id(trial: optuna.Trial, value: str) -> None:
+    trial.set_user_attr(RUN_ATTR, value)
+
+
+def mark_worker(trial: optuna.Trial) -> None:
+    """Record this process as the trial's worker (see ``dead_worker``)."""
+    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
+
+
+def dead_worker(trial: FrozenTrial) -> bool:
+    """Whether the trial's worker ran on this host under a pid that is gone."""
+    worker = trial.user_attrs.get(WORKER_ATTR) or {}
+    if worker.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(worker.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_reason(trial: FrozenTrial, default: str | None = None) -> str | None:
+    return trial.user_attrs.get(FAIL_REASON_ATTR, default)
+
+
+def set_fail_reason(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr(FAIL_REASON_ATTR, reason)
+
+
+def stop_reason(trial: FrozenTrial) -> str | None:
+    return trial.user_attrs.get(STOP_REASON_ATTR)
+
+
+def test_exact_match(trial: FrozenTrial) -> float | None:
+    return trial.user_attrs.get(TEST_EXACT_MATCH_ATTR)
+
+
+def compute_seconds(trial: FrozenTrial) -> float:
+    return trial.user_attrs.get(COMPUTE_SECONDS_ATTR, 0.0)
+
+
+def train_steps(trial: FrozenTrial) -> int:
+    return trial.user_attrs.get(TRAIN_STEPS_ATTR, 0)
+
+
+def record_result(trial: optuna.Trial, test_exact_match: float | None, stop_reason: str | None) -> None:
+    """What a trial that trained to its end measured on the held-out test set."""
+    if test_exact_match is not None:
+        trial.set_user_attr(TEST_EXACT_MATCH_ATTR, test_exact_match)
+    if stop_reason:
+        trial.set_user_attr(STOP_REASON_ATTR, stop_reason)
+
+
+def record_cost(trial: optuna.Trial, seconds: float, steps: int) -> None:
+    """Where a trial's time went (read by ``benchmarks/bench_study.py`` and the trials table)."""
+    trial.set_user_attr(COMPUTE_SECONDS_ATTR, round(seconds, 3))
+    trial.set_user_attr(TRAIN_STEPS_ATTR, steps)

@@ -1,0 +1,120 @@
+"""Run a study: ``launch`` (this machine, N worker processes) and ``join`` (one worker of a study
+shared by many machines). Both open the study the same way (``study.open_study``) and hand the
+trials to ``workers``; they differ in who closes the study's parent run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from search import keys
+from search.config import StudyConfig
+from search.errors import StudyError
+from search.locations import Locations
+from search.study import OpenStudy, open_study, recover
+from search.workers import Worker, WorkerStats, run_processes
+
+__all__ = ["LaunchResult", "default_worker_index", "join", "launch"]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class LaunchResult:
+    study_name: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    exit_code: int = 0
+    workers: list[WorkerStats] = field(default_factory=list)
+
+
+def launch(cfg: StudyConfig, locations: Locations, workers: int = 1, log: Log = print) -> LaunchResult:
+    """Create or resume the study and run ``workers`` processes until it holds ``n_trials``."""
+    opened = open_study(cfg, locations, 0, parent_run=True, recover_log=log)
+    deadline = _deadline(cfg)
+    log(
+        f"study '{cfg.study.name}': {keys.counted(opened.counts())} of {cfg.study.n_trials} "
+        f"trials done; {workers} worker(s); {locations.describe()}"
+    )
+    interrupted, failed_workers = False, 0
+    stats: list[WorkerStats] = []
+    try:
+        if workers == 1:
+            stats.append(Worker(opened, 0, deadline, log).run())
+        else:
+            stats, failed_workers = run_processes(opened, workers, deadline)
+    except KeyboardInterrupt:
+        interrupted = True
+    except StudyError as exc:
+        log(f"error: {exc}")
+        failed_workers = 1
+    _reload(opened)
+    recover(opened, log)
+    opened.update_parent()
+    opened.finish_parent("KILLED" if interrupted else ("FAILED" if failed_workers else "FINISHED"))
+    return _result(opened, stats, interrupted, 130 if interrupted else (1 if failed_workers else 0))
+
+
+def default_worker_index() -> int:
+    """A per-process offset for the sampler seed of a worker started without --worker-index."""
+    digest = hashlib.blake2b(f"{socket.gethostname()}:{os.getpid()}".encode(), digest_size=4).digest()
+    return 1000 + int.from_bytes(digest, "big") % 1_000_000
+
+
+def join(
+    cfg: StudyConfig, locations: Locations, worker_index: int | None = None, log: Log = print
+) -> LaunchResult:
+    """One worker of a (possibly distributed) study: create it if absent, then run trials.
+
+    Workers on many machines share one Optuna RDB storage (PostgreSQL) and one MLflow server;
+    the study, its MLflow experiment and its parent run are created once, under the study lock.
+    The last worker to see the study complete marks the parent run FINISHED.
+    """
+    index = default_worker_index() if worker_index is None else worker_index
+    opened = open_study(cfg, locations, index, parent_run=True)
+    log(
+        f"worker {index} joined study '{cfg.study.name}' (sampler seed {cfg.study.seed + index}); "
+        f"{locations.describe()}"
+    )
+    stats = Worker(opened, index, _deadline(cfg), log).run()
+    _reload(opened)
+    opened.update_parent()
+    counts = opened.counts()
+    if keys.counted(counts) >= cfg.study.n_trials and counts["running"] == 0:
+        opened.finish_parent("FINISHED")
+    return _result(opened, [stats], interrupted=False, exit_code=0)
+
+
+def _deadline(cfg: StudyConfig) -> float | None:
+    """When workers stop starting trials (wall clock), from the study's timeout."""
+    return time.time() + cfg.study.timeout if cfg.study.timeout else None
+
+
+def _reload(opened: OpenStudy) -> None:
+    """Read the study afresh: worker processes changed it behind this process's cache."""
+    opened.study = optuna.load_study(study_name=opened.cfg.study.name, storage=opened.storage)
+
+
+def _result(opened: OpenStudy, stats: list[WorkerStats], interrupted: bool, exit_code: int) -> LaunchResult:
+    best = keys.best_trial(opened.study)
+    return LaunchResult(
+        study_name=opened.study.study_name,
+        counts=opened.counts(),
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        best_params=keys.trial_params(best) if best else {},
+        interrupted=interrupted,
+        exit_code=exit_code,
+        workers=stats,
+    )

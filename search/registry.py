@@ -1,0 +1,144 @@
+"""The MLflow Model Registry side of exports: register an export directory, and resolve a
+``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) URI back to a local directory.
+
+Only explicit ``MlflowClient`` calls: MLflow's global tracking and registry URIs stay untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search import keys
+from search.locations import Locations, mask
+from search.model_io import CONFIG_FILE, ExportError
+
+__all__ = [
+    "ALIAS",
+    "DEFAULT_MODEL_NAME",
+    "MLFLOW_MODEL_DIR",
+    "ModelUriError",
+    "Registered",
+    "register_export",
+    "resolve_model",
+]
+
+DEFAULT_MODEL_NAME = "collatz-transformer"
+ALIAS = "champion"  # moved to every new version: models:/NAME@champion is the latest export
+MLFLOW_MODEL_DIR = "mlflow_model"  # the pyfunc model inside an export directory
+Log = Callable[[str], None]
+
+
+class ModelUriError(ValueError):
+    """A ``models:/`` URI that is not ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
+
+
+@dataclass
+class Registered:
+    name: str
+    version: str
+    export_run_id: str
+
+
+def register_export(
+    client: Any,
+    directory: Path,
+    source_run_id: str,
+    study: str,
+    trial: int,
+    test: dict[str, Any],
+    name: str,
+    log: Log,
+) -> Registered:
+    """Log the export's MLflow model to a run ``export-trial-<n>``, register it, move the alias."""
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    source = client.get_run(source_run_id)
+    run = client.create_run(
+        source.info.experiment_id,
+        run_name=f"export-trial-{trial}",
+        tags={
+            keys.ROLE_TAG: "export",
+            MLFLOW_PARENT_RUN_ID: source_run_id,
+            keys.STUDY_TAG: study,
+            keys.TRIAL_NUMBER_TAG: str(trial),
+            keys.SOURCE_RUN_TAG: source_run_id,
+        },
+    )
+    export_run = run.info.run_id
+    try:
+        scalars = {f"test_{k}": v for k, v in test.items() if isinstance(v, int | float)}
+        client.log_batch(export_run, metrics=[Metric(k, float(v), 0, 0) for k, v in scalars.items()])
+        client.log_artifact(export_run, str(directory / CONFIG_FILE))
+        model = client.create_logged_model(
+            source.info.experiment_id,
+            name="model",
+            source_run_id=export_run,
+            tags={"study": study, "trial": str(trial)},
+            model_type="collatz-transformer",
+        )
+        client.log_model_artifacts(model.model_id, str(directory / MLFLOW_MODEL_DIR))
+        client.finalize_logged_model(model.model_id, "READY")
+        client.log_outputs(export_run, [LoggedModelOutput(model.model_id, 0)])
+    except BaseException:
+        client.set_terminated(export_run, status="FAILED")
+        raise
+    client.set_terminated(export_run, status="FINISHED")
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    tags = {
+        "study": study,
+        "trial": str(trial),
+        "run_id": source_run_id,
+        "export_run_id": export_run,
+        "test_exact_match": f"{test['exact_match']:.6f}",
+    }
+    # The artifact location, not models:/<id>: MLflow's sqlite registry would resolve that through
+    # the global tracking URI instead of this client's.
+    version = client.create_model_version(
+        name, model.artifact_location, run_id=export_run, tags=tags, model_id=model.model_id
+    )
+    client.set_registered_model_alias(name, ALIAS, version.version)
+    log(f"registered as {name} version {version.version}; alias '{ALIAS}' → models:/{name}@{ALIAS}")
+    return Registered(name, str(version.version), export_run)
+
+
+def resolve_model(uri: str, locations: Locations, dst: str) -> Path:
+    """Download the registered model ``uri`` (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``)
+    into ``dst``; ``ExportError`` (one line, password masked) when it cannot be resolved."""
+    name, sep, alias = uri[len("models:/") :].partition("@")
+    version: str | None = None
+    if not sep:
+        name, _, version = name.partition("/")
+        if not version.isdigit():
+            raise ModelUriError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    missing = locations.missing_store("tracking_uri")
+    if missing is not None:
+        raise ExportError(f"cannot resolve {uri}: {missing} does not exist")
+    tracking_uri = locations.tracking_uri
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if version is None:
+            version = client.get_model_version_by_alias(name, alias).version
+        location = client.get_model_version_download_uri(name, version)
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=dst, tracking_uri=tracking_uri
+        )
+    except (MlflowException, OSError) as exc:
+        text = " ".join(str(exc).split())
+        raise ExportError(f"cannot resolve {uri} in {mask(tracking_uri)}: {mask(text)}") from None
+    return Path(path)

@@ -1,0 +1,121 @@
+"""The frozen config of one training run, and the one place every run default is written.
+
+``RunConfig()`` is what ``collatz-hpo train`` runs; its flags are built from these fields (help
+text and default included), and a study's ``[training]`` section takes its defaults from here
+too. A study trial sets every field from its study file and sampled params (``run_config_for``).
+This module imports neither torch nor optuna: study files are validated with it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from core import ModelConfig
+
+__all__ = ["RunConfig", "check_split_sizes", "count_odd"]
+
+
+def _knob(default: Any, help: str, flag: str | None = None) -> Any:
+    """A field with its default and the help text of its ``collatz-hpo train`` flag."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run depends on; saved with the run so it can be reproduced."""
+
+    # model / encoding
+    base: int = _knob(24, "encoding base (2-64); the paper's best are 24 and 32")
+    d_model: int = _knob(128, "transformer width: learns n < 2^20 on one CPU core in minutes")
+    nhead: int = _knob(4, "attention heads; must divide d_model")
+    num_layers: int = _knob(2, "encoder layers")
+    num_decoder_layers: int = _knob(1, "decoder layers (the paper uses 1)", flag="--decoder-layers")
+    dim_feedforward: int | None = _knob(None, "feed-forward width (none: 4 x d_model)")
+    dropout: float = _knob(0.0, "dropout; fresh samples every epoch leave nothing to overfit")
+    # data
+    data_range: tuple[int, int] = _knob((1, 2**20), "odd n with LO <= n < HI", flag="--range")
+    train_size: int = _knob(400_000, "distinct training inputs, disjoint from val/test by value")
+    val_size: int = _knob(2_000, "validation inputs (greedy decoding every epoch)")
+    test_size: int = _knob(10_000, "held-out test inputs, evaluated once at the end")
+    data_seed: int = _knob(0, "seed of the value draw: same splits for every base and trial")
+    # training
+    lr: float = _knob(1e-3, "peak learning rate")
+    batch_size: int = _knob(256, "training batch: fills one CPU core's matmuls well")
+    eval_batch_size: int = _knob(1024, "validation/test batch (no gradients: larger is cheaper)")
+    epochs: int = _knob(100, "epochs at most (--seconds usually ends training first)")
+    samples_per_epoch: int | None = _knob(50_000, "samples per epoch (none: a full pass)")
+    early_stopping_patience: int | None = _knob(
+        None, "epochs without improvement before stopping", flag="--patience"
+    )
+    monitor: Literal["val_loss", "val_accuracy", "val_exact_match"] = _knob(
+        "val_loss", "metric that early stopping and best.pt follow"
+    )
+    monitor_mode: Literal["min", "max"] = _knob("min", "whether the monitored metric is minimized")
+    optimizer: Literal["adamw", "adam", "sgd"] = _knob("adamw", "optimizer")
+    weight_decay: float = _knob(0.0, "weight decay")
+    scheduler: Literal["none", "plateau", "cosine"] = _knob("none", "learning-rate schedule per epoch")
+    max_grad_norm: float | None = _knob(1.0, "gradient clipping norm (none: no clipping)")
+    time_budget: float | None = _knob(180.0, "training time budget in seconds", flag="--seconds")
+    seed: int = _knob(0, "seed of initialisation and batch order")
+    device: Literal["auto", "cpu", "cuda"] = _knob("auto", "auto: cuda when torch sees a GPU")
+    precision: Literal["fp32", "bf16"] = _knob("fp32", "bf16 autocast on CUDA only (far slower on CPU)")
+    threads: int | None = _knob(None, "torch threads (none: torch's default, all cores)")
+
+    @property
+    def split_sizes(self) -> list[int]:
+        """Train, val and test sizes: the cut of one seeded distinct sample (see make_splits)."""
+        return [self.train_size, self.val_size, self.test_size]
+
+    def model_config(self, vocab_size: int, max_seq_length: int = 64) -> ModelConfig:
+        """The model part; building it validates nhead | d_model and the other model fields."""
+        from core import ModelConfig
+
+        return ModelConfig(
+            vocab_size=vocab_size,
+            d_model=self.d_model,
+            nhead=self.nhead,
+            num_layers=self.num_layers,
+            num_decoder_layers=self.num_decoder_layers,
+            dim_feedforward=self.dim_feedforward,
+            dropout=self.dropout,
+            max_seq_length=max_seq_length,
+        )
+
+    def validate(self) -> None:
+        """Fail before any work (data, model, files) on settings that cannot run (ValueError)."""
+        from core import MultiBaseEncoder
+
+        self.model_config(MultiBaseEncoder(self.base).vocab_size)
+        check_split_sizes(self.data_range, self.split_sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["data_range"] = list(self.data_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        if "data_range" in d:
+            d["data_range"] = tuple(d["data_range"])
+        return cls(**d)
+
+
+def count_odd(lo: int, hi: int) -> int:
+    """How many odd n satisfy lo <= n < hi (as ``core.data.count_odd``, without importing torch)."""
+    first = lo | 1
+    return max(0, (hi - first + 1) // 2)
+
+
+def check_split_sizes(data_range: tuple[int, int], sizes: list[int]) -> None:
+    """ValueError when the splits ask for more distinct odd values than the range holds."""
+    lo, hi = data_range
+    total, available = sum(sizes), count_odd(lo, hi)
+    if total > available:
+        raise ValueError(
+            f"train_size + val_size + test_size = {total} distinct odd values, "
+            f"but range [{lo}, {hi}) holds only {available}"
+        )

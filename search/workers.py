@@ -1,0 +1,251 @@
+"""Workers of a study: a loop that decides whether to go on, a method that runs one trial
+(ask → run → tell), and the local worker processes that ``launch --workers N`` spawns.
+
+"Count the trials, then ask for one" runs under the study lock, so N workers on one storage
+finish exactly ``n_trials`` COMPLETE + PRUNED trials: failed or interrupted trials do not
+count and are replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search import keys
+from search.config import parse_study
+from search.errors import StudyError
+from search.locations import Locations
+from search.objective import DataCache, TrialOutcome, run_trial
+from search.signals import ignore_signals, interrupt_when_parent_dies
+from search.storage import heartbeat
+from search.study import OpenStudy, close_failed_runs, open_study, summarize
+
+__all__ = ["Worker", "WorkerStats", "run_processes"]
+
+Log = Callable[[str], None]
+WAIT_SECONDS = 1.0  # between looks at a study whose last trials run elsewhere and may still fail
+INTERRUPT_GRACE = 1.0  # seconds workers that got Ctrl-C themselves have before SIGTERM is passed on
+STOP_TIMEOUT = 60  # seconds a stopping worker may take to record its trial before it is killed
+
+
+@dataclass
+class WorkerStats:
+    """Where one worker's time went: whole trial loops vs training and evaluation inside them."""
+
+    trials: int = 0
+    loop_seconds: float = 0.0  # ask → train → tell → parent-run update, summed over trials
+    compute_seconds: float = 0.0  # training epochs, validation and test evaluation
+
+
+class Next(Enum):
+    """What the loop does next."""
+
+    RUN = "run"  # a trial was asked for: run it
+    WAIT = "wait"  # the count is reached with trials still running elsewhere: they may fail
+    STOP = "stop"
+
+
+class Worker:
+    """One worker of an opened study: runs trials until the study holds ``n_trials`` counted ones.
+
+    ``run`` raises KeyboardInterrupt after recording an interrupted trial as FAIL ("interrupted")
+    with its MLflow run FAILED; ``StudyError`` after too many failed trials.
+    """
+
+    def __init__(self, opened: OpenStudy, index: int = 0, deadline: float | None = None, log: Log = print):
+        self.opened, self.index, self.deadline, self.log = opened, index, deadline, log
+        self.target = opened.cfg.study.n_trials
+        self.max_failures = max(3, self.target)
+        self.failures = 0
+        self.data_cache: DataCache = {}  # datasets by base: trials of one base share them
+        self.current: optuna.Trial | None = None  # asked and not yet told: what an interrupt closes
+        self.stats = WorkerStats()
+
+    def run(self) -> WorkerStats:
+        import torch
+
+        torch.set_num_threads(self.opened.cfg.training.threads)
+        try:
+            while True:
+                started = time.perf_counter()
+                step = self._next()
+                if step is Next.STOP:
+                    break
+                if step is Next.WAIT:
+                    time.sleep(WAIT_SECONDS)
+                    continue
+                outcome = self._run_one()
+                self.stats.trials += 1
+                self.stats.loop_seconds += time.perf_counter() - started
+                self.stats.compute_seconds += outcome.compute_seconds
+                if self.failures >= self.max_failures:
+                    raise StudyError(
+                        f"{self.failures} trials failed in this worker; last reason: {outcome.reason}"
+                    )
+        except KeyboardInterrupt:
+            ignore_signals()  # record it before anything else stops us
+            if self.current is not None:
+                self._record_interrupted(self.current)
+                self.log(f"trial {self.current.number} FAIL (interrupted) | {self._progress()}")
+            raise
+        return self.stats
+
+    def _next(self) -> Next:
+        """Decide: stop (deadline, or the count is reached), wait, or ask for a trial (``current``)."""
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.log("timeout reached: no new trials")
+            return Next.STOP
+        opened = self.opened
+        with opened.lock():
+            if opened.heartbeat_interval:
+                optuna.storages.fail_stale_trials(opened.study)  # dead workers' trials: FAIL + retry
+                close_failed_runs(opened)
+            counts = opened.counts()
+            done, running = keys.counted(counts), counts["running"]
+            if done + running < self.target:
+                # ask() takes a WAITING trial (a retry or a grid point) first, else samples one
+                self.current = opened.study.ask()
+                keys.mark_worker(self.current)
+                return Next.RUN
+        return Next.STOP if done >= self.target or running == 0 else Next.WAIT
+
+    def _run_one(self) -> TrialOutcome:
+        """Run the asked trial, tell Optuna how it ended, update the parent run."""
+        opened, trial = self.opened, self.current
+        assert trial is not None
+        retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
+            opened.storage.get_trial(trial._trial_id)
+        )
+        if retry_of is not None:
+            self.log(f"trial {trial.number} retries trial {retry_of} with the same params")
+        tags = {keys.RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
+        with heartbeat(opened.storage, trial._trial_id, opened.heartbeat_interval):
+            outcome = run_trial(
+                opened.study, trial, opened.cfg, opened.tracker, self.log, self.data_cache, tags=tags
+            )
+        if outcome.state == TrialState.COMPLETE:
+            opened.study.tell(trial, outcome.value)
+        else:
+            opened.study.tell(trial, state=outcome.state)
+        self.current = None
+        self.failures += outcome.state == TrialState.FAIL
+        opened.update_parent()
+        extra = f" ({outcome.reason})" if outcome.reason and outcome.state != TrialState.COMPLETE else ""
+        value = f" value {outcome.value:.4f}" if outcome.value is not None else ""
+        self.log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {self._progress()}")
+        return outcome
+
+    def _progress(self) -> str:
+        return f"{summarize(self.opened.study)} of {self.target}"
+
+    def _record_interrupted(self, trial: optuna.Trial) -> None:
+        """FAIL with reason "interrupted", wherever in its life the trial was stopped.
+
+        The interrupt may have cut a storage call in half and left its database session unusable:
+        such a session is discarded and the call made again.
+        """
+        study = self.opened.study
+        for attempt in range(3):
+            try:
+                if keys.fail_reason(trial) is None:  # run_trial sets it when it saw the interrupt
+                    keys.set_fail_reason(trial, "interrupted")
+                study.tell(trial, state=TrialState.FAIL)
+                break
+            except optuna.exceptions.UpdateFinishedTrialError:
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                self.opened.storage.remove_session()
+        with contextlib.suppress(Exception):
+            close_failed_runs(self.opened)  # its MLflow run, if one was left RUNNING
+
+
+# --- local worker processes (`launch --workers N`) -------------------------------------------------
+
+
+def _worker_main(
+    cfg_dict: dict,
+    source: str,
+    locations: Locations,
+    index: int,
+    deadline: float | None,
+    queue: Any,
+    parent: int,
+) -> None:
+    """Entry point of a spawned worker process; its stats go back through ``queue``."""
+    interrupt_when_parent_dies(parent)
+    cfg = parse_study(cfg_dict, source)
+    prefix = f"[w{index}] "
+
+    def log(msg: str) -> None:
+        print(prefix + msg, flush=True)
+
+    try:
+        opened = open_study(cfg, locations, index)
+        queue.put(dataclasses.asdict(Worker(opened, index, deadline, log).run()))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except StudyError as exc:
+        log(f"error: {exc}")
+        sys.exit(1)
+
+
+def run_processes(opened: OpenStudy, workers: int, deadline: float | None) -> tuple[list[WorkerStats], int]:
+    """Run ``workers`` spawned worker processes to their end: (their stats, how many failed).
+
+    Ctrl-C reaches the whole process group; a SIGINT or SIGTERM sent to this process alone is
+    passed on as SIGTERM. Each worker records its running trial as interrupted and stops.
+    """
+    cfg = opened.cfg
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(cfg.to_dict(), cfg.source, opened.locations, i, deadline, queue, os.getpid()),
+            name=f"collatz-hpo-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        ignore_signals()
+        _stop(procs)
+        raise
+    stats = []
+    while not queue.empty():
+        stats.append(WorkerStats(**queue.get()))
+    return stats, sum(p.exitcode not in (0, None) for p in procs)
+
+
+def _stop(procs: list[Any]) -> None:
+    """Pass an interrupt on to the workers and wait until they have recorded their trials."""
+    # Workers that got the Ctrl-C themselves are already cleaning up (and ignore further
+    # signals after their first instant); give them that instant before passing it on.
+    end = time.time() + INTERRUPT_GRACE
+    while time.time() < end and any(p.is_alive() for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.join(timeout=STOP_TIMEOUT)
+        if p.is_alive():
+            p.kill()

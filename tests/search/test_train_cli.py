@@ -1,0 +1,77 @@
+"""`collatz-hpo train`: its flags are RunConfig's fields, defaults included; bad settings fail first."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import assert_one_line_error, run_main
+
+from search.cli import build_parser
+from search.runconfig import RunConfig
+
+TINY = [
+    "--range", "1", "4096", "--train-size", "300", "--val-size", "64", "--test-size", "64",
+    "--d-model", "16", "--nhead", "2", "--num-layers", "1", "--epochs", "2",
+    "--samples-per-epoch", "none", "--threads", "1", "--batch-size", "64",
+]  # fmt: skip
+
+
+def _train_args(argv: list[str]) -> RunConfig:
+    args = build_parser().parse_args(["train", *argv])
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{**values, "data_range": tuple(values["data_range"])})
+
+
+def test_no_flags_is_exactly_the_default_run_config() -> None:
+    assert _train_args([]) == RunConfig()
+
+
+def test_every_field_is_a_flag_with_help_and_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(RunConfig):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        assert f.metadata["help"] in text, f.name
+    assert "(default: 24)" in text and "(default: 1 1048576)" in text and "(default: none)" in text
+
+
+def test_flags_reach_the_config() -> None:
+    cfg = _train_args([*TINY, "--seconds", "12.5", "--patience", "3", "--monitor", "val_exact_match"])
+    assert (cfg.data_range, cfg.train_size, cfg.d_model, cfg.nhead, cfg.num_decoder_layers) == (
+        (1, 4096), 300, 16, 2, 1,
+    )  # fmt: skip
+    assert cfg.samples_per_epoch is None and cfg.time_budget == 12.5
+    assert cfg.early_stopping_patience == 3 and cfg.monitor == "val_exact_match"
+
+
+def test_train_runs_and_reports_held_out_exact_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_main(["train", *TINY, "--json", "--checkpoint-dir", "ckpt"], tmp_path, capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["test_size"] == 64 and 0.0 <= summary["test_exact_match"] <= 1.0
+    assert summary["samples_seen"] == 2 * 300 and summary["num_parameters"] > 0
+    assert (tmp_path / "ckpt" / "best.pt").is_file() and summary["best_checkpoint"].endswith("best.pt")
+
+
+@pytest.mark.parametrize(
+    ("flags", "needles"),
+    [
+        (["--nhead", "3"], ["nhead", "d_model"]),
+        (["--train-size", "3000"], ["holds only 2048"]),
+        (["--base", "65"], ["65"]),
+    ],
+)
+def test_bad_settings_are_one_line_and_write_nothing(
+    flags: list[str], needles: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_main(["train", *TINY, *flags, "--checkpoint-dir", "ckpt"], tmp_path, capsys)
+    assert code == 2
+    assert_one_line_error(code, err, "train:", *needles)
+    assert not (tmp_path / "ckpt").exists()
