@@ -255,9 +255,7 @@ def parse_param(name: str, raw: Any) -> Param:
             f"a list is not a parameter value; write {{ choices = {list(raw)!r} }} to search over it"
         )
     if not isinstance(raw, Mapping):
-        if "fixed" not in spec.forms:  # every parameter allows it today; kept for clarity
-            raise _KeyedError(f"{name} must be {spec.form_names()}")
-        return Fixed(_scalar(spec, raw))
+        return Fixed(_scalar(spec, raw))  # every parameter may be fixed
     if not raw:
         raise _KeyedError(f"empty table; {name} must be {spec.form_names()}")
     if "choices" in raw:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -42,6 +42,10 @@ from search.model_io import (
     save_weights,
 )
 from search.registry import DEFAULT_MODEL_NAME, MLFLOW_MODEL_DIR, register_export
+
+if TYPE_CHECKING:
+    from core import CollatzTransformer
+    from search.runconfig import RunConfig
 
 __all__ = ["ExportResult", "export_trial", "select_trial"]
 
@@ -203,9 +207,7 @@ def export_trial(
     import torch
     from mlflow.tracking import MlflowClient
 
-    from core import CheckpointError, CollatzTransformer, load_checkpoint
     from search.run import build_test_set, evaluate_test
-    from search.runconfig import RunConfig
 
     quiet_mlflow()
     trial = select_trial(study, trial_number)
@@ -216,61 +218,20 @@ def export_trial(
     out = Path(out) if out is not None else Path("exports") / f"{study.study_name}-trial-{trial.number}"
 
     with tempfile.TemporaryDirectory(prefix="collatz-export-") as tmp:
-        ckpt = _download(client, run_id, "checkpoints/best.pt", tmp)
-        run_config_path = _download(client, run_id, "config.json", tmp)
-        try:
-            run_cfg = RunConfig.from_dict(json.loads(run_config_path.read_text())["run"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExportError(f"config.json of run {run_id} is unusable: {first_line(exc)}") from None
-        try:
-            epoch = int(load_checkpoint(ckpt, "cpu").get("epoch", -1))
-            model = CollatzTransformer.from_checkpoint(ckpt, "cpu")
-        except (CheckpointError, TypeError, ValueError, RuntimeError) as exc:
-            raise ExportError(f"trial {trial.number}: unusable checkpoint: {first_line(exc)}") from None
-        test = build_test_set(run_cfg)
-        if model.config.max_seq_length != test.max_length or model.config.vocab_size != test.vocab_size:
-            raise ExportError(f"checkpoint of trial {trial.number} does not match its run config")
-        log(f"re-evaluating trial {trial.number} (run {run_id}) on {len(test)} held-out test inputs")
-        metrics = evaluate_test(model, test, torch.device("cpu"), run_cfg.eval_batch_size)
-        recorded = keys.test_exact_match(trial)
-        if recorded is not None and abs(recorded - metrics["exact_match"]) > 1e-9:
-            log(
-                f"note: test exact match {metrics['exact_match']:.4f} differs from the "
-                f"{recorded:.4f} recorded by the study"
-            )
-        config = {
-            "format": EXPORT_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": model.config.to_dict(),
-            "encoding": encoding_config(run_cfg.base),
-            "max_length": test.max_length,
-            "eval_batch_size": run_cfg.eval_batch_size,
-            "data": {
-                "range": list(run_cfg.data_range),
-                "train_size": run_cfg.train_size,
-                "val_size": run_cfg.val_size,
-                "test_size": run_cfg.test_size,
-                "seed": run_cfg.data_seed,
-            },
-            "test_metrics": _test_summary(metrics),
-            "recorded_test_exact_match": recorded,
-            "study": study.study_name,
-            "study_metric": keys.study_metric(study),
-            "trial": trial.number,
-            "trial_value": trial.value,
-            "params": keys.trial_params(trial),
-            "run_id": run_id,
-            "checkpoint_epoch": epoch,
-            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "weights": WEIGHTS_FILE,
-        }
-        import mlflow.pyfunc
-
-        with _atomic_directory(out) as build, _code_paths() as code_paths:
-            config["weights_sha256"] = save_weights(model, build / WEIGHTS_FILE)
-            (build / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-            kwargs = _pyfunc_kwargs(build / WEIGHTS_FILE, build / CONFIG_FILE, code_paths)
-            mlflow.pyfunc.save_model(str(build / MLFLOW_MODEL_DIR), **kwargs)
+        run_cfg, model, epoch = _trial_model(client, trial.number, run_id, tmp)
+    test = build_test_set(run_cfg)
+    if model.config.max_seq_length != test.max_length or model.config.vocab_size != test.vocab_size:
+        raise ExportError(f"checkpoint of trial {trial.number} does not match its run config")
+    log(f"re-evaluating trial {trial.number} (run {run_id}) on {len(test)} held-out test inputs")
+    metrics = evaluate_test(model, test, torch.device("cpu"), run_cfg.eval_batch_size)
+    recorded = keys.test_exact_match(trial)
+    if recorded is not None and abs(recorded - metrics["exact_match"]) > 1e-9:
+        log(
+            f"note: test exact match {metrics['exact_match']:.4f} differs from the "
+            f"{recorded:.4f} recorded by the study"
+        )
+    config = _export_config(study, trial, run_cfg, model, metrics, epoch)
+    _write_export(out, model, config)
     log(f"exported trial {trial.number} to {out} (test exact match {metrics['exact_match']:.4f})")
     result = ExportResult(out, study.study_name, trial.number, run_id, config["test_metrics"], recorded)
     if register:
@@ -279,3 +240,72 @@ def export_trial(
         )
         result.model_name, result.version, result.export_run_id = done.name, done.version, done.export_run_id
     return result
+
+
+def _trial_model(
+    client: Any, number: int, run_id: str, tmp: str
+) -> tuple[RunConfig, CollatzTransformer, int]:
+    """The run's config, the model of its best checkpoint and that checkpoint's epoch."""
+    from core import CheckpointError, CollatzTransformer, load_checkpoint
+    from search.runconfig import RunConfig
+
+    ckpt = _download(client, run_id, "checkpoints/best.pt", tmp)
+    run_config_path = _download(client, run_id, "config.json", tmp)
+    try:
+        run_cfg = RunConfig.from_dict(json.loads(run_config_path.read_text())["run"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"config.json of run {run_id} is unusable: {first_line(exc)}") from None
+    try:
+        epoch = int(load_checkpoint(ckpt, "cpu").get("epoch", -1))
+        model = CollatzTransformer.from_checkpoint(ckpt, "cpu")
+    except (CheckpointError, TypeError, ValueError, RuntimeError) as exc:
+        raise ExportError(f"trial {number}: unusable checkpoint: {first_line(exc)}") from None
+    return run_cfg, model, epoch
+
+
+def _write_export(out: Path, model: CollatzTransformer, config: dict[str, Any]) -> None:
+    """Weights, config.json and the MLflow pyfunc model, written atomically as ``out``."""
+    import mlflow.pyfunc
+
+    with _atomic_directory(out) as build, _code_paths() as code_paths:
+        config["weights_sha256"] = save_weights(model, build / WEIGHTS_FILE)
+        (build / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        kwargs = _pyfunc_kwargs(build / WEIGHTS_FILE, build / CONFIG_FILE, code_paths)
+        mlflow.pyfunc.save_model(str(build / MLFLOW_MODEL_DIR), **kwargs)
+
+
+def _export_config(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    run_cfg: RunConfig,
+    model: CollatzTransformer,
+    metrics: dict[str, Any],
+    epoch: int,
+) -> dict[str, Any]:
+    """``config.json``: what rebuilds the model and encodes its inputs, and where it came from."""
+    return {
+        "format": EXPORT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "encoding": encoding_config(run_cfg.base),
+        "max_length": model.config.max_seq_length,
+        "eval_batch_size": run_cfg.eval_batch_size,
+        "data": {
+            "range": list(run_cfg.data_range),
+            "train_size": run_cfg.train_size,
+            "val_size": run_cfg.val_size,
+            "test_size": run_cfg.test_size,
+            "seed": run_cfg.data_seed,
+        },
+        "test_metrics": _test_summary(metrics),
+        "recorded_test_exact_match": keys.test_exact_match(trial),
+        "study": study.study_name,
+        "study_metric": keys.study_metric(study),
+        "trial": trial.number,
+        "trial_value": trial.value,
+        "params": keys.trial_params(trial),
+        "run_id": keys.run_id(trial),
+        "checkpoint_epoch": epoch,
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "weights": WEIGHTS_FILE,
+    }

@@ -54,9 +54,37 @@ def register_export(
     log: Log,
 ) -> Registered:
     """Log the export's MLflow model to a run ``export-trial-<n>``, register it, move the alias."""
-    from mlflow.entities import LoggedModelOutput, Metric
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    export_run, model = _log_export_run(client, directory, source_run_id, study, trial, test)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    tags = {
+        "study": study,
+        "trial": str(trial),
+        "run_id": source_run_id,
+        "export_run_id": export_run,
+        "test_exact_match": f"{test['exact_match']:.6f}",
+    }
+    # The artifact location, not models:/<id>: MLflow's sqlite registry would resolve that through
+    # the global tracking URI instead of this client's.
+    version = client.create_model_version(
+        name, model.artifact_location, run_id=export_run, tags=tags, model_id=model.model_id
+    )
+    client.set_registered_model_alias(name, ALIAS, version.version)
+    log(f"registered as {name} version {version.version}; alias '{ALIAS}' → models:/{name}@{ALIAS}")
+    return Registered(name, str(version.version), export_run)
+
+
+def _log_export_run(
+    client: Any, directory: Path, source_run_id: str, study: str, trial: int, test: dict[str, Any]
+) -> tuple[str, Any]:
+    """A run ``export-trial-<n>`` nested under the trial's run, holding the export as a logged model."""
+    from mlflow.entities import LoggedModelOutput, Metric
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     source = client.get_run(source_run_id)
@@ -90,26 +118,7 @@ def register_export(
         client.set_terminated(export_run, status="FAILED")
         raise
     client.set_terminated(export_run, status="FINISHED")
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-            raise
-    tags = {
-        "study": study,
-        "trial": str(trial),
-        "run_id": source_run_id,
-        "export_run_id": export_run,
-        "test_exact_match": f"{test['exact_match']:.6f}",
-    }
-    # The artifact location, not models:/<id>: MLflow's sqlite registry would resolve that through
-    # the global tracking URI instead of this client's.
-    version = client.create_model_version(
-        name, model.artifact_location, run_id=export_run, tags=tags, model_id=model.model_id
-    )
-    client.set_registered_model_alias(name, ALIAS, version.version)
-    log(f"registered as {name} version {version.version}; alias '{ALIAS}' → models:/{name}@{ALIAS}")
-    return Registered(name, str(version.version), export_run)
+    return export_run, model
 
 
 def resolve_model(uri: str, locations: Locations, dst: str) -> Path:

@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 
@@ -79,8 +80,6 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     With ``tracking_uri``, the best trial's per-(k, k′) class curves come from its MLflow run.
     Plots that cannot be drawn (importances with < 2 complete trials, ...) are skipped with a note.
     """
-    from optuna.trial import TrialState
-
     from search import plots
 
     try:
@@ -88,7 +87,6 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     except keys.NoCompletedTrialError as exc:
         raise ReportError(str(exc)) from None
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
@@ -96,66 +94,17 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     metric = keys.study_metric(study, "value")
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
 
-    table = out / "trials.csv"
-    trials_table(study).to_csv(table, index=False)
-    report.files.append(table)
+    trials_table(study).to_csv(out / "trials.csv", index=False)
+    report.files.append(out / "trials.csv")
+    path = out / "optimization_history.png"
     report.files.append(
-        plots.optimization_history(
-            trials, metric, maximize, out / "optimization_history.png", f"{name}: optimization history"
-        )
+        plots.optimization_history(trials, metric, maximize, path, f"{name}: optimization history")
     )
-
-    importances: dict[str, float] = {}
-    if len(complete) < 2:
-        report.notes.append(f"parameter importances skipped: {len(complete)} complete trial (needs 2)")
-    else:
-        try:
-            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        except (ValueError, RuntimeError) as exc:
-            report.notes.append(f"parameter importances skipped: {exc}")
-        if importances:
-            path = out / "param_importances.png"
-            report.files.append(plots.param_importances(importances, path, f"{name}: parameter importances"))
-        elif not report.notes:
-            report.notes.append("parameter importances skipped: no parameter varies among complete trials")
-
-    points = []
-    for t in complete:
-        base = keys.trial_params(t).get("base")
-        em = keys.test_exact_match(t)
-        if base is not None and plots.finite(em):
-            points.append((int(base), float(em)))
-    if points:
-        path = out / "exact_match_by_base.png"
-        report.files.append(plots.exact_match_by_base(points, path, f"{name}: test exact match by base"))
-    else:
-        report.notes.append("exact match by base skipped: no complete trial recorded a test exact match")
-
+    importances = _importances(study, report)
+    _exact_match_by_base(trials, report, name)
     path = out / "learning_curves.png"
     report.files.append(plots.learning_curves(trials, metric, path, f"{name}: {metric} per epoch"))
-
-    run_id = keys.run_id(best)
-    final_classes: dict[tuple[int, int], float] = {}
-    if tracking_uri is None or run_id is None:
-        report.notes.append("per-class curves skipped: no MLflow run of the best trial")
-    else:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking_uri)
-        curves = _class_histories(client, run_id)
-        for key, value in client.get_run(run_id).data.metrics.items():
-            m = TEST_CLASS_METRIC.match(key)
-            if m:
-                final_classes[(int(m[1]), int(m[2]))] = value
-        if curves:
-            path = out / "best_trial_classes.png"
-            title = f"{name}: trial {best.number}, validation exact match per (k, k′) class"
-            report.files.append(plots.class_curves(curves, path, title))
-        else:
-            report.notes.append(
-                f"per-class curves skipped: run {run_id} has no val_exact_match_k*_kp* metrics"
-            )
+    final_classes = _best_trial_classes(best, tracking_uri, report, name)
 
     summary = {
         "study": name,
@@ -168,7 +117,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
         "test_exact_match": keys.test_exact_match(best),
         "epochs": len(best.intermediate_values),
         "stop_reason": keys.stop_reason(best),
-        "mlflow_run_id": run_id,
+        "mlflow_run_id": keys.run_id(best),
         "test_exact_match_by_class": {
             f"{k},{kp}": v
             for (k, kp), v in sorted(final_classes.items(), key=lambda c: (sum(c[0]), c[0]))[:MAX_CLASSES]
@@ -176,13 +125,82 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
         "param_importances": importances,
         "notes": report.notes,
     }
-    path = out / "best_trial.json"
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    report.files.append(path)
-    path = out / "summary.md"
-    path.write_text(_markdown(summary, report))
-    report.files.append(path)
+    (out / "best_trial.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    report.files.append(out / "best_trial.json")
+    (out / "summary.md").write_text(_markdown(summary, report))  # lists the files written before it
+    report.files.append(out / "summary.md")
     return report
+
+
+def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if t.state == TrialState.COMPLETE]
+
+
+def _importances(study: optuna.Study, report: Report) -> dict[str, float]:
+    """fANOVA parameter importances and their plot (skipped with a note when they cannot be had)."""
+    from search import plots
+
+    complete = _complete(study.get_trials(deepcopy=False))
+    if len(complete) < 2:
+        report.notes.append(f"parameter importances skipped: {len(complete)} complete trial (needs 2)")
+        return {}
+    importances: dict[str, float] = {}
+    try:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as exc:
+        report.notes.append(f"parameter importances skipped: {exc}")
+    if importances:
+        path = report.directory / "param_importances.png"
+        title = f"{study.study_name}: parameter importances"
+        report.files.append(plots.param_importances(importances, path, title))
+    elif not report.notes:
+        report.notes.append("parameter importances skipped: no parameter varies among complete trials")
+    return importances
+
+
+def _exact_match_by_base(trials: list[FrozenTrial], report: Report, name: str) -> None:
+    from search import plots
+
+    points = []
+    for t in _complete(trials):
+        base = keys.trial_params(t).get("base")
+        em = keys.test_exact_match(t)
+        if base is not None and plots.finite(em):
+            points.append((int(base), float(em)))
+    if points:
+        path = report.directory / "exact_match_by_base.png"
+        report.files.append(plots.exact_match_by_base(points, path, f"{name}: test exact match by base"))
+    else:
+        report.notes.append("exact match by base skipped: no complete trial recorded a test exact match")
+
+
+def _best_trial_classes(
+    best: FrozenTrial, tracking_uri: str | None, report: Report, name: str
+) -> dict[tuple[int, int], float]:
+    """The best trial's per-class validation curves (plotted) and final test exact match per class."""
+    from search import plots
+
+    run_id = keys.run_id(best)
+    if tracking_uri is None or run_id is None:
+        report.notes.append("per-class curves skipped: no MLflow run of the best trial")
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    curves = _class_histories(client, run_id)
+    final: dict[tuple[int, int], float] = {}
+    for key, value in client.get_run(run_id).data.metrics.items():
+        m = TEST_CLASS_METRIC.match(key)
+        if m:
+            final[(int(m[1]), int(m[2]))] = value
+    if curves:
+        path = report.directory / "best_trial_classes.png"
+        title = f"{name}: trial {best.number}, validation exact match per (k, k′) class"
+        report.files.append(plots.class_curves(curves, path, title))
+    else:
+        report.notes.append(f"per-class curves skipped: run {run_id} has no val_exact_match_k*_kp* metrics")
+    return final
 
 
 def _markdown(s: dict[str, Any], report: Report) -> str:

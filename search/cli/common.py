@@ -1,0 +1,97 @@
+"""What every command shares: the one-line user error, store flags, studies and stores."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.config import StudyConfig
+    from search.locations import Locations
+
+__all__ = [
+    "EXIT_USAGE",
+    "CliError",
+    "add_store_flags",
+    "exec_command",
+    "existing_study",
+    "load_config",
+    "locations_of",
+    "one_line",
+    "say",
+    "study_name",
+]
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def say(msg: str) -> None:
+    """A progress line, flushed at once (logs and pipes see it while the command runs)."""
+    print(msg, flush=True)
+
+
+def add_store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default: $OPTUNA_STORAGE or sqlite:///mlruns/optuna.db)"
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
+
+
+def load_config(path: str, **overrides: Any) -> StudyConfig:
+    from search.config import ConfigError, load_study
+
+    try:
+        return load_study(path, **overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def locations_of(args: argparse.Namespace) -> Locations:
+    from search.locations import resolve_locations
+
+    try:
+        return resolve_locations(getattr(args, "storage", None), args.tracking_uri)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def study_name(text: str) -> str:
+    """STUDY arguments are a study name or a study file."""
+    return load_config(text).study.name if text.endswith(".toml") else text
+
+
+def existing_study(args: argparse.Namespace) -> tuple[Any, Locations]:
+    """(study, locations) of STUDY (a name or a study file); one-line error when there is none."""
+    name = study_name(args.study)
+    locations = locations_of(args)
+    from search.errors import StudyError
+    from search.study import load_existing_study
+
+    try:
+        return load_existing_study(name, locations), locations
+    except StudyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def one_line(exc: BaseException) -> str:
+    from search.locations import mask
+
+    return mask(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def exec_command(cmd: list[str]) -> int:
+    """Become ``cmd`` (an absolute path is run as is, a bare name is looked up on PATH)."""
+    os.execvp(cmd[0], cmd)
+    return 0

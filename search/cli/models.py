@@ -1,0 +1,192 @@
+"""Model commands: `export` (best trial → directory + registry), `predict`, `report`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from search.cli.common import CliError, add_store_flags, existing_study, locations_of, one_line, say
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    _add_export(sub)
+    _add_predict(sub)
+    _add_report(sub)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export the best trial's model (safetensors + config + MLflow model) and register it",
+        description="Re-evaluate the best (or a given) COMPLETE trial's best checkpoint on the held-out "
+        "test set, write a self-contained export directory and register it in the MLflow Model "
+        "Registry with the alias 'champion'.",
+    )
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    p.add_argument("--out", metavar="DIR", help="export directory (default: exports/<study>-trial-<n>)")
+    p.add_argument("--trial", type=int, metavar="N", help="export trial N instead of the best trial")
+    reg = p.add_mutually_exclusive_group()
+    reg.add_argument(
+        "--register", metavar="NAME", default="collatz-transformer", help="registered model name"
+    )
+    reg.add_argument("--no-register", action="store_true", help="write the directory only")
+    add_store_flags(p)
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    study, locations = existing_study(args)
+    from mlflow.exceptions import MlflowException
+
+    from search.export import export_trial
+    from search.model_io import ExportError
+
+    try:
+        export_trial(
+            study,
+            locations.tracking_uri,
+            out=args.out,
+            trial_number=args.trial,
+            register=None if args.no_register else args.register,
+            log=say,
+        )
+    except (ExportError, MlflowException, OSError) as exc:
+        raise CliError(f"export: {one_line(exc)}", code=1) from None
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict κ(n) with an exported or registered model",
+        description="Predict the long Collatz step κ(n) of odd integers with an export directory or "
+        "a registered model (models:/NAME@champion). Integers come from the arguments, from "
+        "--file, or from stdin when neither is given.",
+    )
+    p.add_argument("model", metavar="MODEL", help="export directory or models:/NAME@ALIAS (or /VERSION)")
+    p.add_argument("values", metavar="N", nargs="*", help="odd positive integers")
+    p.add_argument("--file", metavar="F", help="file of integers (whitespace or comma separated, # comments)")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
+    p.set_defaults(func=_cmd_predict)
+
+
+def _read_integers(text: str) -> list[str]:
+    words = []
+    for line in text.splitlines():
+        words += line.split("#", 1)[0].replace(",", " ").split()
+    return words
+
+
+def _predict_inputs(args: argparse.Namespace) -> list[str]:
+    values = list(args.values)
+    if args.file:
+        try:
+            with open(args.file) as fh:
+                values += _read_integers(fh.read())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"predict: cannot read {args.file}: {exc.strerror or exc}", code=1) from None
+    elif not values:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise CliError("predict: no inputs: give N ..., --file F, or pipe integers on stdin")
+        values = _read_integers(sys.stdin.read())
+    if not values:
+        raise CliError("predict: no integers to predict")
+    return values
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    """The export directory, or the registered ``models:/`` model (downloaded, then loaded)."""
+    import tempfile
+
+    from search.model_io import ExportError, load_export
+
+    try:
+        if not args.model.startswith("models:/"):
+            return load_export(args.model)
+        from search.registry import ModelUriError, resolve_model
+
+        with tempfile.TemporaryDirectory(prefix="collatz-predict-") as tmp:
+            try:
+                return load_export(resolve_model(args.model, locations_of(args), tmp))
+            except ModelUriError as exc:
+                raise CliError(f"predict: {exc}") from None
+    except ExportError as exc:
+        raise CliError(f"predict: {exc}", code=1) from None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from search.model_io import InputError
+
+    values = _predict_inputs(args)
+    model = _load_model(args)
+    try:
+        rows = model.compare(values)
+    except InputError as exc:
+        raise CliError(f"predict: {exc}") from None
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    header = ("n", "predicted κ", "true κ", "right")
+    table = [
+        (
+            str(r["n"]),
+            "?" if r["predicted"] is None else str(r["predicted"]),
+            str(r["kappa"]),
+            "yes" if r["correct"] else "no",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    for row in (header, *table):
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+    right = sum(r["correct"] for r in rows)
+    trial = model.config.get("trial")
+    print(f"{right}/{len(rows)} right (model {args.model}: trial {trial}, base {model.base})")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="trials table, best-trial summary and plots of a study (also logged to MLflow)",
+        description="Write a study's trials table (CSV), best-trial summary and PNG plots, and log "
+        "them under report/ of the study's parent MLflow run.",
+    )
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    p.add_argument("--out", metavar="DIR", help="report directory (default: reports/<study>)")
+    add_store_flags(p)
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    study, locations = existing_study(args)
+    from mlflow.exceptions import MlflowException
+
+    from search.report import ReportError, log_report, write_report
+
+    out = args.out or os.path.join("reports", study.study_name)
+    try:
+        report = write_report(study, out, locations.tracking_uri)
+        log_report(report, study, locations.tracking_uri)
+    except ReportError as exc:
+        raise CliError(f"report: {exc}") from None
+    except (MlflowException, OSError) as exc:
+        raise CliError(f"report: {one_line(exc)}", code=1) from None
+    print(f"report of study '{study.study_name}' in {out}/:")
+    for path in report.files:
+        print(f"  {path.name} ({path.stat().st_size:,} bytes)")
+    for note in report.notes:
+        print(f"  note: {note}")
+    if report.parent_run_id:
+        print(f"logged under report/ of the parent run {report.parent_run_id}")
+    return 0

@@ -1,0 +1,122 @@
+"""Study commands: `launch` (this machine), `worker` (one of many machines), `status`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from search.cli.args import positive_float, positive_int
+from search.cli.common import CliError, add_store_flags, existing_study, load_config, locations_of, say
+
+if TYPE_CHECKING:
+    from search.launch import LaunchResult
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    _add_launch(sub)
+    _add_worker(sub)
+    _add_status(sub)
+
+
+def _run_study(run: Callable[[], LaunchResult]) -> LaunchResult:
+    """Run ``launch``/``join`` with SIGTERM stopping like Ctrl-C; StudyError is a one-line error."""
+    from search.errors import StudyError
+    from search.locations import mask
+    from search.signals import stop_on_sigterm
+
+    stop_on_sigterm()
+    try:
+        return run()
+    except StudyError as exc:
+        raise CliError(mask(str(exc))) from None
+
+
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="create or resume a study from a study file and run it",
+        description="Create the study of STUDY.toml, or resume it until n_trials trials are done.",
+    )
+    p.add_argument("study_file", metavar="STUDY.toml")
+    p.add_argument("--n-trials", type=positive_int, help="total trials (COMPLETE + PRUNED) to reach")
+    p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
+    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes")
+    p.add_argument("--seed", type=int, help="sampler seed (worker i uses seed + i)")
+    add_store_flags(p)
+    p.set_defaults(func=_cmd_launch)
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    cfg = load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
+    locations = locations_of(args)
+    from search.launch import launch
+
+    result = _run_study(lambda: launch(cfg, locations, workers=args.workers, log=say))
+    c = result.counts
+    best = (
+        f"; best {result.best_value:.4f} (trial {result.best_trial})" if result.best_trial is not None else ""
+    )
+    counts = f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed"
+    print(f"study '{result.study_name}': {counts}{best}")
+    if result.best_params:
+        print("best params: " + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
+    if result.interrupted:
+        print("interrupted: run the same command to resume", file=sys.stderr)
+    return result.exit_code
+
+
+def _add_worker(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="join a study from any machine (PostgreSQL storage + MLflow server)",
+        description="Run trials of STUDY.toml against a shared storage until it holds n_trials; "
+        "creates the study if absent. One GPU per worker: set CUDA_VISIBLE_DEVICES.",
+    )
+    p.add_argument("study_file", metavar="STUDY.toml")
+    p.add_argument("--worker-index", type=int, help="sampler seed offset (default: from host and pid)")
+    p.add_argument("--n-trials", type=positive_int, help="total trials (COMPLETE + PRUNED) to reach")
+    p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
+    add_store_flags(p)
+    p.set_defaults(func=_cmd_worker)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    cfg = load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout)
+    locations = locations_of(args)
+    from search.launch import join
+
+    try:
+        result = _run_study(lambda: join(cfg, locations, args.worker_index, log=say))
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is recorded as FAIL (interrupted)", file=sys.stderr)
+        return 130
+    c = result.counts
+    print(
+        f"worker done: study '{result.study_name}' {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['fail']} failed"
+    )
+    return 0
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="table of a study's trials and the best so far")
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    add_store_flags(p)
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    study, _ = existing_study(args)
+    import pandas as pd
+
+    from search.report import trials_table
+    from search.study import summarize
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(trials_table(study).to_string(index=False))
+    print(summarize(study))
+    return 0
