@@ -2,7 +2,15 @@
 
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.collatz import LongSteps, long_step, long_steps, loop_lengths
-from core.data import BatchIterator, CollatzDataset, count_odd, make_splits, sample_odd, split_values
+from core.data import (
+    BatchIterator,
+    CollatzDataset,
+    class_balance_weights,
+    count_odd,
+    make_splits,
+    sample_odd,
+    split_values,
+)
 from core.encoding import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError
 from core.metrics import (
     classify_error,
@@ -12,6 +20,7 @@ from core.metrics import (
     exact_match_mask,
 )
 from core.model import CollatzTransformer, ModelConfig
+from core.schedule import StepSchedule, WarmupDecay
 from core.trainer import Callback, StopTraining, Trainer
 
 __all__ = [
@@ -28,8 +37,11 @@ __all__ = [
     "ModelConfig",
     "MultiBaseEncoder",
     "SequenceTooLongError",
+    "StepSchedule",
     "StopTraining",
     "Trainer",
+    "WarmupDecay",
+    "class_balance_weights",
     "classify_error",
     "compute_accuracy",
     "compute_collatz_metrics",

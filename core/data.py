@@ -19,6 +19,7 @@ from core.encoding import MultiBaseEncoder
 __all__ = [
     "BatchIterator",
     "CollatzDataset",
+    "class_balance_weights",
     "count_odd",
     "make_splits",
     "max_sequence_length",
@@ -218,6 +219,21 @@ def make_splits(
     return [CollatzDataset.from_values(v, start_range, base, max_length) for v in pieces]
 
 
+def class_balance_weights(k: np.ndarray, k_prime: np.ndarray, temperature: float) -> np.ndarray:
+    """Per-row sampling weights that move from natural frequencies towards equal (k, k′) classes.
+
+    A class holding c rows gets a total sampling mass ∝ c^(1 − temperature): 0 samples inputs
+    uniformly (each class in its natural share 2^−(k+k′)), 1 gives every class present the same
+    share. Returns float64 weights summing to 1.
+    """
+    if not 0.0 <= temperature <= 1.0:
+        raise ValueError(f"temperature must be in [0, 1], got {temperature}")
+    keys = np.asarray(k, dtype=np.int64) * 4096 + np.asarray(k_prime, dtype=np.int64)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    weights = counts[inverse].astype(np.float64) ** -temperature
+    return weights / weights.sum()
+
+
 class BatchIterator:
     """Shuffled mini-batches straight from a dataset's pre-encoded tensors.
 
@@ -225,6 +241,8 @@ class BatchIterator:
     all-PAD columns trimmed. ``set_epoch`` makes the order a function of (seed, epoch), so a
     resumed run sees the same batches as an uninterrupted one. ``samples_per_epoch`` turns an
     epoch into a fixed sample budget that walks on through successive shuffled passes.
+    ``weights`` (one per row, e.g. ``class_balance_weights``) draws each epoch's rows with
+    replacement in proportion to them instead.
     """
 
     def __init__(
@@ -235,6 +253,7 @@ class BatchIterator:
         seed: int = 0,
         drop_last: bool = False,
         samples_per_epoch: int | None = None,
+        weights: np.ndarray | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -249,6 +268,12 @@ class BatchIterator:
         self.drop_last = drop_last
         self.samples_per_epoch = samples_per_epoch
         self.epoch = 0
+        self._cdf: np.ndarray | None = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(dataset),) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+                raise ValueError(f"weights must be {len(dataset)} finite non-negative numbers, not all 0")
+            self._cdf = np.cumsum(w / w.sum())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -271,6 +296,10 @@ class BatchIterator:
     def _epoch_order(self) -> torch.Tensor:
         """Indices of this epoch: a window of the endless stream of shuffled passes."""
         n = len(self.dataset)
+        if self._cdf is not None:
+            rng = np.random.default_rng(self.seed * 1_000_003 + self.epoch)
+            draws = np.searchsorted(self._cdf, rng.random(self.epoch_size) * self._cdf[-1], side="right")
+            return torch.from_numpy(np.minimum(draws, n - 1))
         if self.samples_per_epoch is None:
             return self._pass_order(self.epoch)
         start = self.epoch * self.samples_per_epoch

@@ -97,6 +97,8 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.samples_seen = 0
+        self.elapsed_seconds = 0.0  # inside train() (training + validation), over resumes
+        self._clock_start: float | None = None  # perf_counter when the current train() began
         self.best_value = math.inf
         self.best_epoch = 0
         self.stop_reason: str | None = None
@@ -148,6 +150,8 @@ class Trainer:
             loss.backward()
             if self.max_grad_norm:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            if getattr(self.lr_scheduler, "per_step", False):
+                self.lr_scheduler.update(self.global_step, self.elapsed)
             optimizer.step()
             total_loss += loss.detach() * src.shape[0]
             samples += src.shape[0]
@@ -220,6 +224,7 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "samples_seen": self.samples_seen,
+            "elapsed_seconds": self.elapsed,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "history": {k: list(v) for k, v in self.history.items()},
@@ -249,6 +254,7 @@ class Trainer:
         self.epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt.get("global_step", 0))
         self.samples_seen = int(ckpt.get("samples_seen", 0))
+        self.elapsed_seconds = float(ckpt.get("elapsed_seconds", 0.0))
         self.best_value = float(ckpt.get("best_value", math.inf))
         self.best_epoch = int(ckpt.get("best_epoch", 0))
         saved = ckpt.get("history", {})
@@ -281,15 +287,8 @@ class Trainer:
         an improvement of more than ``min_delta`` training ends. Checkpoints: ``last.pt`` every
         epoch, ``best.pt`` on improvement, ``epoch_XXXX.pt`` every ``save_every`` epochs.
         """
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if monitor not in HISTORY_KEYS:
-            raise ValueError(f"monitor must be one of {', '.join(HISTORY_KEYS[1:])}, got {monitor!r}")
+        _check_train_args(num_epochs, early_stopping_patience, monitor, mode)
         sign = 1.0 if mode == "min" else -1.0  # best_value is kept as a loss: lower is better
-        if num_epochs < 1:
-            raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
-        if early_stopping_patience is not None and early_stopping_patience < 1:
-            raise ValueError(f"early_stopping_patience must be >= 1, got {early_stopping_patience}")
         if self.val_loader is None and (save_best or early_stopping_patience):
             save_best, early_stopping_patience = False, None
         self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=1e-4)
@@ -301,51 +300,71 @@ class Trainer:
         else:
             last_epoch = self.epoch + num_epochs
         self.stop_reason = None
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-
-        bad_epochs = self._epochs_since_best()
-        for epoch in range(self.epoch + 1, last_epoch + 1):
-            metrics = self._train_epoch(epoch, self.optimizer, criterion)
-            if self.val_loader is not None:
-                started = time.perf_counter()
-                val = self.evaluate(criterion=criterion)
-                val["val_time"] = time.perf_counter() - started
-                self.last_val_correct = val.pop("correct")
-                metrics.update(val)
-            metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
-            self.epoch = epoch
-            self._record(epoch, metrics)
-            self._step_scheduler(metrics)
-
-            score = sign * metrics[monitor] if monitor in metrics else math.nan
-            improved = score < self.best_value - min_delta
-            if improved:
-                self.best_value, self.best_epoch = score, epoch
-            bad_epochs = 0 if improved else bad_epochs + 1
-            # Checkpoints first: whatever a callback raises, the files on disk are consistent.
-            self.save("last.pt", "last")
-            if save_best and improved:
-                self.save("best.pt", "best")
-            if save_every and epoch % save_every == 0:
-                self.save(f"epoch_{epoch:04d}.pt", "periodic")
-            self._log_epoch(epoch, metrics)
-            try:
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, epoch, metrics)
-            except StopTraining as stop:
-                self.stop_reason = str(stop) or "stopped by callback"
-                break
-            if early_stopping_patience and bad_epochs >= early_stopping_patience:
-                self.stop_reason = (
-                    f"early stopping: {monitor} did not improve for {bad_epochs} epochs "
-                    f"(best {sign * self.best_value:.4f} at epoch {self.best_epoch})"
-                )
-                self.log(self.stop_reason)
-                break
-        for cb in self.callbacks:
-            cb.on_train_end(self, self.history)
+        self._clock_start = time.perf_counter()
+        try:
+            for cb in self.callbacks:
+                cb.on_train_start(self)
+            bad_epochs = self._epochs_since_best()
+            for epoch in range(self.epoch + 1, last_epoch + 1):
+                metrics = self._epoch(epoch, criterion)
+                score = sign * metrics[monitor] if monitor in metrics else math.nan
+                improved = score < self.best_value - min_delta
+                if improved:
+                    self.best_value, self.best_epoch = score, epoch
+                bad_epochs = 0 if improved else bad_epochs + 1
+                # Checkpoints first: whatever a callback raises, the files on disk are consistent.
+                self.save("last.pt", "last")
+                if save_best and improved:
+                    self.save("best.pt", "best")
+                if save_every and epoch % save_every == 0:
+                    self.save(f"epoch_{epoch:04d}.pt", "periodic")
+                self._log_epoch(epoch, metrics)
+                if self._callbacks_stop(epoch, metrics):
+                    break
+                if early_stopping_patience and bad_epochs >= early_stopping_patience:
+                    self.stop_reason = (
+                        f"early stopping: {monitor} did not improve for {bad_epochs} epochs "
+                        f"(best {sign * self.best_value:.4f} at epoch {self.best_epoch})"
+                    )
+                    self.log(self.stop_reason)
+                    break
+            for cb in self.callbacks:
+                cb.on_train_end(self, self.history)
+        finally:
+            self.elapsed_seconds, self._clock_start = self.elapsed, None
         return self.history
+
+    def _epoch(self, epoch: int, criterion: nn.Module) -> dict[str, float]:
+        """Train one epoch, validate, record: the epoch's metrics."""
+        assert self.optimizer is not None
+        metrics = self._train_epoch(epoch, self.optimizer, criterion)
+        if self.val_loader is not None:
+            started = time.perf_counter()
+            val = self.evaluate(criterion=criterion)
+            val["val_time"] = time.perf_counter() - started
+            self.last_val_correct = val.pop("correct")
+            metrics.update(val)
+        metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        self.epoch = epoch
+        self._record(epoch, metrics)
+        self._step_scheduler(metrics)
+        return metrics
+
+    def _callbacks_stop(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Run the epoch callbacks; True when one asked to stop (``StopTraining``)."""
+        try:
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, metrics)
+        except StopTraining as stop:
+            self.stop_reason = str(stop) or "stopped by callback"
+            return True
+        return False
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds spent in ``train`` so far (training and validation), across resumed runs."""
+        running = time.perf_counter() - self._clock_start if self._clock_start is not None else 0.0
+        return self.elapsed_seconds + running
 
     def _epochs_since_best(self) -> int:
         return self.epoch - self.best_epoch if self.best_epoch else 0
@@ -356,7 +375,7 @@ class Trainer:
             self.history[key].append(float(metrics.get(key, math.nan)))
 
     def _step_scheduler(self, metrics: dict[str, float]) -> None:
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or getattr(self.lr_scheduler, "per_step", False):
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.lr_scheduler.step(metrics.get("val_loss", metrics["train_loss"]))
@@ -373,3 +392,14 @@ class Trainer:
             ]
         parts += [f"lr {m['lr']:.2e}", f"{m['samples_per_sec']:,.0f} samples/s"]
         self.log(" | ".join(parts))
+
+
+def _check_train_args(num_epochs: int, patience: int | None, monitor: str, mode: str) -> None:
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if monitor not in HISTORY_KEYS:
+        raise ValueError(f"monitor must be one of {', '.join(HISTORY_KEYS[1:])}, got {monitor!r}")
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"early_stopping_patience must be >= 1, got {patience}")

@@ -27,6 +27,8 @@ import difflib
 import math
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,7 +224,13 @@ PARAMETERS: dict[str, ParamSpec] = {
     "batch_size": ParamSpec(int, _NO_RANGE, 1),
     "num_decoder_layers": ParamSpec(int, _ALL, 1),
     "dim_feedforward": ParamSpec(int, _NO_RANGE, 1),
+    "weight_decay": ParamSpec(float, _ALL, 0),
+    "warmup": ParamSpec(float, _ALL, 0, 1, high_open=True),
+    "lr_floor": ParamSpec(float, _ALL, 0, 1),
+    "balance": ParamSpec(float, _ALL, 0, 1),
 }
+#: ``[search]`` parameters that, when absent, take their value from ``[training]``.
+TRAINING_PARAMS = ("batch_size", "weight_decay", "warmup", "lr_floor", "balance")
 
 
 def _scalar(spec: ParamSpec, v: Any, subkey: tuple[str | int, ...] = (), what: str = "") -> Any:
@@ -352,10 +360,41 @@ class PrunerConfig(_Section):
     """``[study.pruner]``: which Optuna pruner stops weak trials early, and its settings."""
 
     type: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    # what a pruner step counts: epochs, or training samples seen (rungs comparable across
+    # batch sizes and epoch lengths)
+    unit: Literal["epochs", "samples"] = "epochs"
     n_startup_trials: int = Field(2, ge=0)  # median: trials before any pruning
-    n_warmup_steps: int = Field(1, ge=0)  # median: epochs of a trial before it can be pruned
-    min_resource: int = Field(1, ge=1)  # successive halving / hyperband, in epochs
+    n_warmup_steps: int = Field(1, ge=0)  # median: steps (in ``unit``) before a trial can be pruned
+    min_resource: int = Field(1, ge=1)  # successive halving / hyperband, in ``unit``
     reduction_factor: int = Field(3, ge=2)  # successive halving / hyperband
+
+
+class WarmStart(_Section):
+    """``[study.warm_start]``: enqueue the best trials of an earlier study in the same storage."""
+
+    study: str
+    top_k: int = Field(4, ge=1)
+
+
+class FinalSection(_Section):
+    """``[final]``: after the search, the best configuration is trained once more, longer.
+
+    The final run is one more trial (user attr ``final``), run by ``launch`` once its workers
+    are done: ``threads`` torch threads (the search's workers have stopped), no pruning, a time
+    budget of ``seconds``, or whatever is left until ``end_at`` seconds after the launch began
+    (less a reserve for the test evaluation). A ``warmup_*`` schedule is planned over it.
+    """
+
+    seconds: float | None = Field(None, gt=0)
+    end_at: float | None = Field(None, gt=0)
+    threads: int = Field(2, ge=1)
+    epochs: int = Field(10_000, ge=1)  # an upper bound: the time budget ends the run
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> FinalSection:
+        if (self.seconds is None) == (self.end_at is None):
+            raise _KeyedError("give exactly one of seconds (a budget) or end_at (a deadline)")
+        return self
 
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -379,6 +418,10 @@ class StudySection(_Section):
     heartbeat_interval: int | None = Field(None, ge=1)  # seconds; RDB storage marks dead trials
     grace_period: int | None = Field(None, ge=1)  # seconds without heartbeat before a trial is stale
     max_retries: int = Field(2, ge=0)  # reruns of a failed/stale trial
+    # the validation metric reported to the pruner (default: ``metric``); a minimized one is
+    # reported negated to a maximized study, so the pruner compares in the study's direction
+    prune_on: Metric | None = None
+    warm_start: WarmStart | None = None
 
     @field_validator("name")
     @classmethod
@@ -462,12 +505,16 @@ class TrainingSection(_Section):
 
     epochs: int = Field(ge=1)
     samples_per_epoch: int | None = Field(None, ge=1)  # a sample budget per epoch, not full passes
+    # scheduler "warmup_cosine"/"warmup_linear": per step, planned over the trial's steps
+    scheduler: Literal["none", "plateau", "cosine", "warmup_cosine", "warmup_linear"] = RunConfig.scheduler
+    warmup: float = Field(RunConfig.warmup, ge=0, lt=1)  # used unless [search] sets it
+    lr_floor: float = Field(RunConfig.lr_floor, ge=0, le=1)  # used unless [search] sets it
+    balance: float = Field(RunConfig.balance, ge=0, le=1)  # used unless [search] sets it
     batch_size: int = Field(RunConfig.batch_size, ge=1)  # used unless [search] sets batch_size
     eval_batch_size: int = Field(RunConfig.eval_batch_size, ge=1)
     early_stopping_patience: int | None = Field(RunConfig.early_stopping_patience, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = RunConfig.optimizer
-    weight_decay: float = Field(RunConfig.weight_decay, ge=0)
-    scheduler: Literal["none", "plateau", "cosine"] = RunConfig.scheduler
+    weight_decay: float = Field(RunConfig.weight_decay, ge=0)  # used unless [search] sets it
     max_grad_norm: float | None = Field(RunConfig.max_grad_norm, gt=0)
     threads: int = Field(1, ge=1)  # torch threads per worker process
     device: Literal["auto", "cpu", "cuda"] = RunConfig.device
@@ -492,9 +539,13 @@ class SearchSpace(_Section):
     batch_size: ParamField | None = None
     num_decoder_layers: ParamField = Fixed(1)
     dim_feedforward: ParamField | None = None
+    weight_decay: ParamField | None = None
+    warmup: ParamField | None = None
+    lr_floor: ParamField | None = None
+    balance: ParamField | None = None
 
     def params(self) -> dict[str, Param]:
-        """Every parameter that is set (``batch_size``/``dim_feedforward`` only when given)."""
+        """Every parameter that is set (the optional ones only when given)."""
         return {name: p for name in type(self).model_fields if (p := getattr(self, name)) is not None}
 
     def fixed(self) -> dict[str, Any]:
@@ -532,6 +583,7 @@ class StudyConfig(_Section):
     data: DataSection
     training: TrainingSection
     search: SearchSpace
+    final: FinalSection | None = None
     source: str = Field("<dict>", exclude=True)
 
     @model_validator(mode="after")
@@ -556,28 +608,23 @@ class StudyConfig(_Section):
         """A plain JSON-able dict in study-file form; ``parse_study(cfg.to_dict()) == cfg``."""
         return self.model_dump(mode="json")
 
-    def with_overrides(
-        self, n_trials: int | None = None, timeout: float | None = None, seed: int | None = None
-    ) -> StudyConfig:
-        """A validated copy with ``study.n_trials``/``timeout``/``seed`` replaced where not None."""
+    def with_overrides(self, **study: Any) -> StudyConfig:
+        """A validated copy with the given ``[study]`` keys (n_trials, timeout, seed, warm_start)
+        replaced where not None."""
         data = self.to_dict()
-        for key, value in (("n_trials", n_trials), ("timeout", timeout), ("seed", seed)):
-            if value is not None:
-                data["study"][key] = value
+        data["study"].update({key: value for key, value in study.items() if value is not None})
         return parse_study(data, source=self.source)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StudyConfig):
             return NotImplemented
-        return (self.study, self.data, self.training, self.search) == (
-            other.study,
-            other.data,
-            other.training,
-            other.search,
-        )
+        return self._sections() == other._sections()
 
     def __hash__(self) -> int:
-        return hash((self.study, self.data, self.training, self.search))
+        return hash(self._sections())
+
+    def _sections(self) -> tuple[Any, ...]:
+        return (self.study, self.data, self.training, self.search, self.final)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -590,6 +637,8 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return None
         ann = model.model_fields[part].annotation
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):  # an optional section
+            ann = next((a for a in typing.get_args(ann) if a is not type(None)), None)
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
     return model
 
@@ -663,10 +712,9 @@ def parse_study(data: Mapping[str, Any], source: str = "<dict>") -> StudyConfig:
         raise ConfigError(source, _dotted(loc), problem) from None
 
 
-def load_study(
-    path: str | Path, *, n_trials: int | None = None, timeout: float | None = None, seed: int | None = None
-) -> StudyConfig:
-    """Read and validate a TOML study file; ``n_trials``/``timeout``/``seed`` override ``[study]``.
+def load_study(path: str | Path, **overrides: Any) -> StudyConfig:
+    """Read and validate a TOML study file; ``overrides`` (n_trials, timeout, seed, warm_start)
+    replace keys of ``[study]`` where not None.
 
     Raises :class:`ConfigError` for anything wrong, the file's absence and TOML syntax included.
     """
@@ -684,6 +732,6 @@ def load_study(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"invalid TOML: {exc}") from None
     cfg = parse_study(data, source=str(path))
-    if n_trials is None and timeout is None and seed is None:
+    if all(value is None for value in overrides.values()):
         return cfg
-    return cfg.with_overrides(n_trials=n_trials, timeout=timeout, seed=seed)
+    return cfg.with_overrides(**overrides)

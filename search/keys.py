@@ -39,6 +39,9 @@ STOP_REASON_ATTR = "stop_reason"
 TEST_EXACT_MATCH_ATTR = "test_exact_match"
 COMPUTE_SECONDS_ATTR = "compute_seconds"  # inside training, validation and test evaluation
 TRAIN_STEPS_ATTR = "train_steps"
+WARM_START_ATTR = "warm_start_from"  # "<study>:<trial>" a warm-started trial took its params from
+FINAL_ATTR = "final"  # the final run (best configuration trained longer): its budget in seconds
+FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
 
 # --- MLflow tags ---------------------------------------------------------------------------------
 ROLE_TAG = "collatz_hpo.role"  # "study" (parent run), "trial" (child run) or "export"
@@ -46,6 +49,7 @@ STUDY_TAG = "optuna.study_name"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 TRIAL_STATE_TAG = "optuna.trial_state"
 FAIL_REASON_TAG = "fail_reason"
+FINAL_TAG = "collatz_hpo.final"  # on a final run: the trial whose configuration it trains
 RETRY_OF_TAG = "retry_of"
 SOURCE_RUN_TAG = "source_run_id"
 
@@ -179,3 +183,13 @@ def record_cost(trial: optuna.Trial, seconds: float, steps: int) -> None:
     """Where a trial's time went (read by ``benchmarks/bench_study.py`` and the trials table)."""
     trial.set_user_attr(COMPUTE_SECONDS_ATTR, round(seconds, 3))
     trial.set_user_attr(TRAIN_STEPS_ATTR, steps)
+
+
+def final_seconds(trial: FrozenTrial) -> float | None:
+    """The time budget of a final run; None for a search trial."""
+    return trial.user_attrs.get(FINAL_ATTR)
+
+
+def final_user_attrs(of: FrozenTrial, seconds: float) -> dict[str, Any]:
+    """What marks an enqueued trial as the final run of ``of``'s configuration."""
+    return {FINAL_ATTR: seconds, FINAL_OF_ATTR: of.number}

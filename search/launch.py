@@ -41,7 +41,8 @@ class LaunchResult:
 
 def launch(cfg: StudyConfig, locations: Locations, workers: int = 1, log: Log = print) -> LaunchResult:
     """Create or resume the study and run ``workers`` processes until it holds ``n_trials``."""
-    opened = open_study(cfg, locations, 0, parent_run=True, recover_log=log)
+    started = time.time()
+    opened = open_study(cfg, locations, 0, parent_run=True, recover_dead=True, log=log)
     deadline = _deadline(cfg)
     log(
         f"study '{cfg.study.name}': {keys.counted(opened.counts())} of {cfg.study.n_trials} "
@@ -49,11 +50,15 @@ def launch(cfg: StudyConfig, locations: Locations, workers: int = 1, log: Log = 
     )
     interrupted, failed_workers = False, 0
     stats: list[WorkerStats] = []
+    worker = Worker(opened, 0, deadline, log)
     try:
         if workers == 1:
-            stats.append(Worker(opened, 0, deadline, log).run())
+            stats.append(worker.run())
         else:
             stats, failed_workers = run_processes(opened, workers, deadline)
+        if cfg.final is not None and not failed_workers:
+            _reload(opened)
+            worker.run_final(_final_seconds(cfg, started))
     except KeyboardInterrupt:
         interrupted = True
     except StudyError as exc:
@@ -82,7 +87,7 @@ def join(
     The last worker to see the study complete marks the parent run FINISHED.
     """
     index = default_worker_index() if worker_index is None else worker_index
-    opened = open_study(cfg, locations, index, parent_run=True)
+    opened = open_study(cfg, locations, index, parent_run=True, log=log)
     log(
         f"worker {index} joined study '{cfg.study.name}' (sampler seed {cfg.study.seed + index}); "
         f"{locations.describe()}"
@@ -99,6 +104,18 @@ def join(
 def _deadline(cfg: StudyConfig) -> float | None:
     """When workers stop starting trials (wall clock), from the study's timeout."""
     return time.time() + cfg.study.timeout if cfg.study.timeout else None
+
+
+FINAL_TEST_RESERVE = 60.0  # seconds left at the end of [final] end_at for the test evaluation
+
+
+def _final_seconds(cfg: StudyConfig, started: float) -> float:
+    """The final run's training budget: ``[final] seconds``, or what is left until ``end_at``."""
+    assert cfg.final is not None
+    if cfg.final.seconds is not None:
+        return cfg.final.seconds
+    assert cfg.final.end_at is not None
+    return max(60.0, cfg.final.end_at - (time.time() - started) - FINAL_TEST_RESERVE)
 
 
 def _reload(opened: OpenStudy) -> None:

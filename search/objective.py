@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import tempfile
 import traceback
@@ -22,7 +23,7 @@ from optuna.trial import TrialState
 
 from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
 from search import keys
-from search.config import StudyConfig
+from search.config import MINIMIZED_METRICS, StudyConfig
 from search.locations import mask
 from search.run import build_data, execute
 from search.runconfig import RunConfig
@@ -70,6 +71,9 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
         "optimizer": t.optimizer,
         "weight_decay": t.weight_decay,
         "scheduler": t.scheduler,
+        "warmup": t.warmup,
+        "lr_floor": t.lr_floor,
+        "balance": t.balance,
         "max_grad_norm": t.max_grad_norm,
         "time_budget": None,
         "seed": cfg.study.seed + trial_number,
@@ -78,6 +82,45 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
         "threads": t.threads,
     }
     return RunConfig(**{**study_fields, **params})
+
+
+def trial_run_config(study: optuna.Study, number: int | None = None) -> RunConfig:
+    """The RunConfig trial ``number`` (default: the best) of ``study`` trained with."""
+    from search.config import parse_study
+
+    trial = keys.require_completed(study) if number is None else _trial(study, number)
+    saved = keys.study_config(study)
+    if saved is None:
+        raise ValueError(f"study '{study.study_name}' was not made by collatz-hpo (no study config)")
+    cfg = parse_study(saved, source=f"study '{study.study_name}'")
+    params, final = keys.trial_params(trial), keys.final_seconds(trial)
+    if final is not None:
+        return final_run_config(cfg, params, trial.number, final)
+    return run_config_for(cfg, params, trial.number)
+
+
+def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    for t in study.get_trials(deepcopy=False):
+        if t.number == number:
+            if not keys.trial_params(t):
+                raise ValueError(f"trial {number} of study '{study.study_name}' has no params yet")
+            return t
+    raise ValueError(f"study '{study.study_name}' has no trial {number}")
+
+
+def final_run_config(
+    cfg: StudyConfig, params: dict[str, Any], trial_number: int, seconds: float
+) -> RunConfig:
+    """The final run's config: a trial's, trained for ``seconds`` with ``[final]``'s threads and
+    epoch bound, no early stopping (its schedule is planned over that budget)."""
+    assert cfg.final is not None
+    return dataclasses.replace(
+        run_config_for(cfg, params, trial_number),
+        time_budget=seconds,
+        threads=cfg.final.threads,
+        epochs=cfg.final.epochs,
+        early_stopping_patience=None,
+    )
 
 
 def per_class_rates(correct: np.ndarray, k: np.ndarray, kp: np.ndarray) -> dict[tuple[int, int], dict]:
@@ -93,20 +136,30 @@ def per_class_rates(correct: np.ndarray, k: np.ndarray, kp: np.ndarray) -> dict[
 
 
 class TrialCallback(Callback):
-    """Per epoch: metrics to MLflow (step = epoch), value to Optuna, prune if told, progress line."""
+    """Per epoch: metrics to MLflow (step = epoch), the pruning signal to Optuna, prune if told,
+    a progress line.
+
+    The pruner sees ``study.prune_on`` (default: the objective metric), negated when its direction
+    differs from the study's, at step = epoch or samples seen (``study.pruner.unit``).
+    """
 
     def __init__(
         self,
         trial: optuna.Trial,
         tracker: StudyTracker,
         run_id: str,
-        metric: str,
+        cfg: StudyConfig,
         val: CollatzDataset,
-        epochs: int,
         log: Log,
+        epochs: int,
+        prune: bool = True,
     ) -> None:
         self.trial, self.tracker, self.run_id = trial, tracker, run_id
-        self.metric, self.val, self.epochs, self.log = metric, val, epochs, log
+        self.metric, self.val, self.epochs, self.log = cfg.study.metric, val, epochs, log
+        self.signal = cfg.study.prune_on or cfg.study.metric
+        self.sign = -1.0 if (self.signal in MINIMIZED_METRICS) != (cfg.study.direction == "minimize") else 1.0
+        self.by_samples = cfg.study.pruner.unit == "samples"
+        self.prune = prune
         self.compute_seconds = 0.0  # inside training and validation, for the overhead benchmark
         self.train_steps = 0
 
@@ -119,13 +172,15 @@ class TrialCallback(Callback):
             logged.update(class_metrics("val_exact_match", rates))
         self.tracker.log_metrics(self.run_id, logged, step=epoch)
         value = metrics[self.metric]
-        self.trial.report(value, epoch)
+        step = trainer.samples_seen if self.by_samples else epoch
+        self.trial.report(self.sign * metrics[self.signal], step)
         self.log(
             f"trial {self.trial.number} epoch {epoch}/{self.epochs} {self.metric} {value:.4f} "
             f"({metrics.get('samples_per_sec', 0):,.0f} samples/s)"
         )
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric} {value:.4f})")
+        if self.prune and self.trial.should_prune():  # a final run is not compared, not pruned
+            shown = f"{self.signal} {metrics[self.signal]:.4f}"
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({shown})")
 
 
 def _write_predictions(path: Path, test: CollatzDataset, predictions: Any, base: int) -> None:
@@ -161,7 +216,12 @@ def run_trial(
     """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
     params = suggest(trial, cfg.search)
     keys.set_trial_params(trial, params)
-    run_cfg = run_config_for(cfg, params, trial.number)
+    final = keys.final_seconds(trial)
+    if final is not None:
+        run_cfg = final_run_config(cfg, params, trial.number, final)
+        tags = {**(tags or {}), keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
+    else:
+        run_cfg = run_config_for(cfg, params, trial.number)
     config = {"study": cfg.study.name, "trial": trial.number, "params": params, "run": run_cfg.to_dict()}
     mlflow_params = {**run_cfg.to_dict(), "trial_number": trial.number}
     run_id = tracker.start_trial_run(trial.number, keys.parent_run_id(study), mlflow_params, config, tags)
@@ -174,7 +234,7 @@ def run_trial(
             if run_cfg.base not in data_cache:
                 data_cache[run_cfg.base] = build_data(run_cfg)
             data = data_cache[run_cfg.base]
-            cb = TrialCallback(trial, tracker, run_id, cfg.study.metric, data[1], run_cfg.epochs, log)
+            cb = TrialCallback(trial, tracker, run_id, cfg, data[1], log, run_cfg.epochs, prune=final is None)
             result = execute(run_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
             cb.compute_seconds += result.eval_seconds
             value = _best(result.history[cfg.study.metric], cfg.study.direction == "maximize")

@@ -19,8 +19,10 @@ from core import (
     Callback,
     CollatzDataset,
     CollatzTransformer,
+    StepSchedule,
     StopTraining,
     Trainer,
+    class_balance_weights,
     compute_collatz_metrics,
     load_checkpoint,
     make_splits,
@@ -99,6 +101,14 @@ def build_model(cfg: RunConfig, dataset: CollatzDataset) -> CollatzTransformer:
     return CollatzTransformer.from_config(cfg.model_config(dataset.vocab_size, dataset.max_length))
 
 
+def build_batches(cfg: RunConfig, train: CollatzDataset) -> BatchIterator:
+    """Training batches: shuffled passes, or class-balanced draws when ``cfg.balance`` > 0."""
+    weights = class_balance_weights(train.k, train.k_prime, cfg.balance) if cfg.balance > 0 else None
+    return BatchIterator(
+        train, cfg.batch_size, seed=cfg.seed, samples_per_epoch=cfg.samples_per_epoch, weights=weights
+    )
+
+
 def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
     if cfg.optimizer == "adamw":
@@ -110,7 +120,11 @@ def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optim
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer) -> Any:
+def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+    """Per epoch (plateau, cosine) or per step (warmup_*: planned over the run's steps and time budget)."""
+    shape = cfg.schedule_shape()
+    if shape is not None:
+        return StepSchedule(optimizer, shape, cfg.epochs * steps_per_epoch, cfg.time_budget)
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "plateau":
@@ -121,17 +135,14 @@ def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer) -> Any:
 
 
 class TimeBudget(Callback):
-    """Ends training normally once ``seconds`` of training have passed (checked per epoch)."""
+    """Ends training normally once ``seconds`` of training have passed (checked per epoch;
+    a resumed run counts the time of the runs before it)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.start = 0.0
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        self.start = time.perf_counter()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        if time.perf_counter() - self.start >= self.seconds:
+        if trainer.elapsed >= self.seconds:
             raise StopTraining(f"time budget of {self.seconds:g}s reached")
 
 
@@ -170,13 +181,14 @@ def execute(
     train, val, test = data or build_data(cfg)
     model = build_model(cfg, train)
     optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
+    batches = build_batches(cfg, train)
+    scheduler = build_scheduler(cfg, optimizer, len(batches))
     cbs = list(callbacks)
     if cfg.time_budget:
         cbs.insert(0, TimeBudget(cfg.time_budget))
     trainer = Trainer(
         model,
-        BatchIterator(train, cfg.batch_size, seed=cfg.seed, samples_per_epoch=cfg.samples_per_epoch),
+        batches,
         BatchIterator(val, cfg.eval_batch_size, shuffle=False),
         device=device,
         checkpoint_dir=checkpoint_dir,

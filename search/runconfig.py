@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from core import ModelConfig
+    from core import ModelConfig, WarmupDecay
 
-__all__ = ["RunConfig", "check_split_sizes", "count_odd"]
+__all__ = ["RunConfig", "check_split_sizes", "count_odd", "load_params"]
 
 
 def _knob(default: Any, help: str, flag: str | None = None) -> Any:
@@ -56,7 +57,18 @@ class RunConfig:
     monitor_mode: Literal["min", "max"] = _knob("min", "whether the monitored metric is minimized")
     optimizer: Literal["adamw", "adam", "sgd"] = _knob("adamw", "optimizer")
     weight_decay: float = _knob(0.0, "weight decay")
-    scheduler: Literal["none", "plateau", "cosine"] = _knob("none", "learning-rate schedule per epoch")
+    scheduler: Literal["none", "plateau", "cosine", "warmup_cosine", "warmup_linear"] = _knob(
+        "none",
+        "learning-rate schedule: per epoch (plateau, cosine) or per step (warmup_*: linear warmup, "
+        "then decay to lr_floor, planned over the run's steps or --seconds, whichever ends first)",
+    )
+    warmup: float = _knob(0.03, "warmup_* schedules: share of the plan spent warming up")
+    lr_floor: float = _knob(0.05, "warmup_* schedules: final learning rate as a share of --lr")
+    balance: float = _knob(
+        0.0,
+        "class balance of training inputs: 0 samples them uniformly, 1 gives every (k, k') class "
+        "the same share (validation and test keep the natural distribution)",
+    )
     max_grad_norm: float | None = _knob(1.0, "gradient clipping norm (none: no clipping)")
     time_budget: float | None = _knob(180.0, "training time budget in seconds", flag="--seconds")
     seed: int = _knob(0, "seed of initialisation and batch order")
@@ -90,6 +102,17 @@ class RunConfig:
 
         self.model_config(MultiBaseEncoder(self.base).vocab_size)
         check_split_sizes(self.data_range, self.split_sizes)
+        self.schedule_shape()
+        if not 0.0 <= self.balance <= 1.0:
+            raise ValueError(f"balance must be in [0, 1], got {self.balance}")
+
+    def schedule_shape(self) -> WarmupDecay | None:
+        """The per-step schedule's shape (``warmup_*`` schedulers), else None."""
+        from core import WarmupDecay
+
+        if not self.scheduler.startswith("warmup_"):
+            return None
+        return WarmupDecay(self.scheduler.removeprefix("warmup_"), self.warmup, self.lr_floor)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -98,10 +121,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        d = dict(d)
-        if "data_range" in d:
-            d["data_range"] = tuple(d["data_range"])
-        return cls(**d)
+        return cls().replace(**d)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` (RunConfig field names; a ValueError names an unknown one)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown run setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        if "data_range" in changes:
+            changes = {**changes, "data_range": tuple(changes["data_range"])}
+        return dataclasses.replace(self, **changes)
 
 
 def count_odd(lo: int, hi: int) -> int:
@@ -119,3 +149,28 @@ def check_split_sizes(data_range: tuple[int, int], sizes: list[int]) -> None:
             f"train_size + val_size + test_size = {total} distinct odd values, "
             f"but range [{lo}, {hi}) holds only {available}"
         )
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """RunConfig settings from a JSON or TOML file: a mapping of RunConfig fields, or a trial's
+    ``config.json`` (its ``run`` mapping) or an export's (its ``params``)."""
+    import json
+    import tomllib
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(
+            f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("run"), dict):
+        data = data["run"]
+    elif isinstance(data, dict) and isinstance(data.get("params"), dict):
+        data = data["params"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
+    return data

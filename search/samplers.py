@@ -1,19 +1,24 @@
-"""The Optuna sampler and pruner a study file asks for, and the grid of a grid study."""
+"""The Optuna sampler and pruner a study file asks for, and the trials it enqueues first: the grid
+of a grid study, the best trials of an earlier study (warm start)."""
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from search import keys
-from search.space import grid_search_space
+from search.config import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
+from search.errors import StudyError
+from search.space import grid_search_space, nhead_param_name
 
 if TYPE_CHECKING:
     from search.config import StudyConfig
 
-__all__ = ["enqueue_grid", "make_pruner", "make_sampler"]
+__all__ = ["enqueue_grid", "enqueue_warm_start", "make_pruner", "make_sampler", "transfer_params"]
 
 
 def make_sampler(cfg: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
@@ -45,8 +50,11 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
             min_resource=p.min_resource, reduction_factor=p.reduction_factor
         )
     if p.type == "hyperband":
+        max_resource = cfg.training.epochs
+        if p.unit == "samples":
+            max_resource *= cfg.training.samples_per_epoch or cfg.data.train_size
         return optuna.pruners.HyperbandPruner(
-            min_resource=p.min_resource, max_resource=cfg.training.epochs, reduction_factor=p.reduction_factor
+            min_resource=p.min_resource, max_resource=max_resource, reduction_factor=p.reduction_factor
         )
     return optuna.pruners.NopPruner()
 
@@ -62,3 +70,67 @@ def enqueue_grid(study: optuna.Study, cfg: StudyConfig) -> int:
         study.enqueue_trial(params, skip_if_exists=True)
     study.set_user_attr(keys.GRID_ATTR, len(points))
     return len(points)
+
+
+def enqueue_warm_start(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: StudyConfig, log: Callable[[str], None]
+) -> int:
+    """Enqueue the ``top_k`` best COMPLETE trials of ``study.warm_start.study`` (same storage),
+    adapted to this study's space; returns how many were enqueued (call once, under the lock).
+
+    Each searched parameter of this space takes the earlier trial's value when it lies inside
+    this space (else the trial is skipped, with a note naming the parameter); parameters the
+    earlier study did not have are left to the sampler; fixed ones are this study's.
+    """
+    ws = cfg.study.warm_start
+    if ws is None:
+        return 0
+    try:
+        source = optuna.load_study(study_name=ws.study, storage=storage)
+    except KeyError:
+        raise StudyError(f"study.warm_start: no study named '{ws.study}' in this storage") from None
+    complete = [t for t in source.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    reverse = source.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = sorted(complete, key=lambda t: t.value, reverse=reverse)[: ws.top_k]
+    enqueued = 0
+    for t in best:
+        params, problem = transfer_params(keys.trial_params(t), cfg.search)
+        if problem is not None:
+            log(f"warm start: trial {t.number} of '{ws.study}' skipped: {problem}")
+            continue
+        study.enqueue_trial(params, user_attrs={keys.WARM_START_ATTR: f"{ws.study}:{t.number}"})
+        enqueued += 1
+    log(f"warm start: enqueued {enqueued} of the {len(best)} best trials of '{ws.study}'")
+    return enqueued
+
+
+def transfer_params(old: dict[str, Any], space: SearchSpace) -> tuple[dict[str, Any], str | None]:
+    """An earlier trial's params as Optuna params of ``space`` (``nhead`` under its per-d_model
+    name), or the reason they do not fit it."""
+    out: dict[str, Any] = {}
+    for name, param in space.searched().items():
+        if name == "nhead" or name not in old:
+            continue
+        if not contains(param, old[name]):
+            return {}, f"{name} = {old[name]!r} is outside this study's {name}"
+        out[name] = old[name]
+    d_model = out.get("d_model", old.get("d_model"))
+    if not isinstance(space.nhead, Fixed) and "nhead" in old and d_model is not None:
+        if old["nhead"] not in space.valid_nheads(d_model):
+            return {}, f"nhead = {old['nhead']!r} is not among this study's heads for d_model {d_model}"
+        out[nhead_param_name(space, d_model)] = old["nhead"]
+    return out, None
+
+
+def contains(param: Param, value: Any) -> bool:
+    """Whether a searched parameter can take ``value``."""
+    if isinstance(param, Categorical):
+        return value in param.choices
+    if isinstance(param, IntRange | FloatRange):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not param.low <= value <= param.high:
+            return False
+        step = param.step
+        return not step or math.isclose((value - param.low) / step, round((value - param.low) / step))
+    return value == param.value

@@ -15,11 +15,11 @@ import optuna
 from optuna.trial import TrialState
 
 from search import keys
-from search.config import StudyConfig
+from search.config import ConfigError, StudyConfig, parse_study
 from search.errors import StudyError
 from search.locations import Locations, first_line, mask, prepare
 from search.report import trials_table
-from search.samplers import enqueue_grid, make_pruner, make_sampler
+from search.samplers import enqueue_grid, enqueue_warm_start, make_pruner, make_sampler
 from search.storage import ResilientStorage, open_storage, study_lock
 from search.tracking import StudyTracker
 
@@ -27,7 +27,14 @@ __all__ = ["OpenStudy", "create_or_load", "load_existing_study", "open_study", "
 
 Log = Callable[[str], None]
 # Settings that may change between launches of one study without changing what it measures.
-_FREE_KEYS = {("study", "n_trials"), ("study", "timeout"), ("study", "seed")}
+# (The final run and the warm start happen once; later launches may change them freely.)
+_FREE_KEYS = {
+    ("study", "n_trials"),
+    ("study", "timeout"),
+    ("study", "seed"),
+    ("study", "warm_start"),
+    ("final",),
+}
 
 
 @dataclass
@@ -84,21 +91,22 @@ def open_study(
     worker_index: int = 0,
     *,
     parent_run: bool = False,
-    recover_log: Log | None = None,
+    recover_dead: bool = False,
+    log: Log = print,
 ) -> OpenStudy:
     """Open (creating if absent) the study of ``cfg`` under the study lock.
 
     ``parent_run``: make sure the study's MLflow parent run exists and is RUNNING;
-    ``recover_log``: first close what dead workers left RUNNING (reported through it).
+    ``recover_dead``: first close what dead workers left RUNNING. ``log`` tells what was done.
     """
     quiet_libraries()
     prepare(locations)
     storage = open_storage(locations.storage, cfg)
     with study_lock(locations.storage, cfg.study.name, storage.engine):
-        study = create_or_load(cfg, storage, worker_index)
+        study = create_or_load(cfg, storage, worker_index, log)
         opened = OpenStudy(cfg, locations, storage, study, _open_tracker(cfg, locations))
-        if recover_log is not None:
-            recover(opened, recover_log)
+        if recover_dead:
+            recover(opened, log)
         if parent_run:
             run_id = opened.tracker.ensure_parent_run(
                 keys.parent_run_id(study), _study_params(cfg), cfg.to_dict()
@@ -132,9 +140,11 @@ def _diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
 
 
 def create_or_load(
-    cfg: StudyConfig, storage: optuna.storages.BaseStorage, worker_index: int = 0
+    cfg: StudyConfig, storage: optuna.storages.BaseStorage, worker_index: int = 0, log: Log = print
 ) -> optuna.Study:
-    """The study of ``cfg`` (created if absent); refuses one made from a different study file."""
+    """The study of ``cfg`` (created if absent, with its grid or warm start enqueued); refuses one
+    made from a different study file."""
+    _check_warm_start_source(cfg, storage)
     study = optuna.create_study(
         study_name=cfg.study.name,
         storage=storage,
@@ -148,15 +158,35 @@ def create_or_load(
     saved = keys.study_config(study)
     if saved is None:
         enqueue_grid(study, cfg)
+        enqueue_warm_start(study, storage, cfg, log)
         study.set_user_attr(keys.CONFIG_ATTR, cfg.to_dict())
     else:
-        key = _diff(saved, cfg.to_dict())
+        key = _diff(_with_defaults(saved), cfg.to_dict())
         if key is not None:
             raise StudyError(
                 f"study '{cfg.study.name}' already exists with a different {'.'.join(key)}; "
                 "give the study a new name to change what it measures"
             )
     return study
+
+
+def _check_warm_start_source(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> None:
+    """A new study's warm start names a study of this storage (checked before anything is created)."""
+    ws = cfg.study.warm_start
+    if ws is None:
+        return
+    names = {s.study_name for s in storage.get_all_studies()}
+    if cfg.study.name not in names and ws.study not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise StudyError(f"study.warm_start: no study named '{ws.study}' in this storage (studies: {known})")
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A study file saved by an earlier version, with the keys added since at their defaults."""
+    try:
+        return parse_study(saved).to_dict()
+    except ConfigError:
+        return saved
 
 
 def load_existing_study(name: str, locations: Locations) -> optuna.Study:

@@ -147,6 +147,29 @@ class Worker:
         self.log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {self._progress()}")
         return outcome
 
+    def run_final(self, seconds: float) -> TrialOutcome | None:
+        """The study's final run: its best configuration trained for ``seconds`` (once per study)."""
+        study = self.opened.study
+        trials = study.get_trials(deepcopy=False)
+        if any(keys.final_seconds(t) is not None and t.state == TrialState.COMPLETE for t in trials):
+            return None
+        best = keys.best_trial(study)
+        if best is None:
+            self.log("final run skipped: no complete trial")
+            return None
+        self.log(f"final run: the configuration of trial {best.number} for {seconds:.0f}s")
+        with self.opened.lock():
+            study.enqueue_trial(best.params, user_attrs=keys.final_user_attrs(best, seconds))
+            self.current = study.ask()
+            keys.mark_worker(self.current)
+        try:
+            return self._run_one()
+        except KeyboardInterrupt:
+            ignore_signals()
+            if self.current is not None:
+                self._record_interrupted(self.current)
+            raise
+
     def _progress(self) -> str:
         return f"{summarize(self.opened.study)} of {self.target}"
 
@@ -194,7 +217,7 @@ def _worker_main(
         print(prefix + msg, flush=True)
 
     try:
-        opened = open_study(cfg, locations, index)
+        opened = open_study(cfg, locations, index, log=log)
         queue.put(dataclasses.asdict(Worker(opened, index, deadline, log).run()))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -46,12 +46,21 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
     p.add_argument("--workers", type=positive_int, default=1, help="local worker processes")
     p.add_argument("--seed", type=int, help="sampler seed (worker i uses seed + i)")
+    p.add_argument(
+        "--warm-start-from",
+        metavar="STUDY",
+        help="a new study first tries the best trials of STUDY (same storage), adapted to its space",
+    )
+    p.add_argument("--warm-start-k", type=positive_int, default=4, metavar="K", help="how many (default: 4)")
     add_store_flags(p)
     p.set_defaults(func=_cmd_launch)
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    cfg = load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
+    warm = {"study": args.warm_start_from, "top_k": args.warm_start_k} if args.warm_start_from else None
+    cfg = load_config(
+        args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed, warm_start=warm
+    )
     locations = locations_of(args)
     from search.launch import launch
 

@@ -6,12 +6,15 @@ import argparse
 import dataclasses
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli.args import int_expr, non_negative_float, or_none, positive_float, positive_int
-from search.cli.common import CliError, say
+from search.cli.common import CliError, add_store_flags, locations_of, say, study_name
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:
+    from search.runconfig import RunConfig
+
+__all__ = ["add_commands", "run_config_of"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +27,9 @@ _FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     "data_seed": int,
     "dropout": non_negative_float,
     "weight_decay": non_negative_float,
+    "warmup": non_negative_float,
+    "lr_floor": non_negative_float,
+    "balance": non_negative_float,
 }
 
 
@@ -45,7 +51,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help_text = f"{f.metadata['help']} (default: {_shown(f.default)})"
         kind = hints[f.name]
         args = typing.get_args(kind)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": help_text}
+        # no default here: a flag given on the command line overrides --params / --from-trial
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if typing.get_origin(kind) is typing.Literal:
             kwargs["choices"] = args
         elif f.name == "data_range":
@@ -63,25 +70,67 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train one model and print its held-out test accuracy",
         description="Train one Collatz transformer (no search) and report held-out exact match. "
-        "Every flag is a field of search.runconfig.RunConfig, where its default is written once.",
+        "Every flag is a field of search.runconfig.RunConfig, where its default is written once. "
+        "Start from a found configuration with --params or --from-trial; flags override it "
+        "(e.g. --from-trial quick:9 --seconds 900).",
     )
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--params",
+        metavar="FILE",
+        help="JSON/TOML file of run settings (a mapping of the flags' names, a trial's config.json "
+        "or an export's config.json)",
+    )
+    start.add_argument(
+        "--from-trial",
+        metavar="STUDY:N",
+        help="the run settings of trial N of STUDY (N = best: the best trial); --storage says where",
+    )
+    add_store_flags(p)
     _add_run_flags(p)
     p.add_argument("--checkpoint-dir", default="checkpoints/train", help="where last.pt/best.pt go")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_train)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import json
+def run_config_of(args: argparse.Namespace) -> RunConfig:
+    """RunConfig's defaults, or --params / --from-trial, then the flags given."""
+    from search.runconfig import RunConfig, load_params
 
-    from search.runconfig import RunConfig
-
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
     try:
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
-        cfg = RunConfig(**{**values, "data_range": tuple(values["data_range"])})
+        if args.params:
+            base = RunConfig().replace(**load_params(args.params))
+        elif args.from_trial:
+            base = _trial_config(args)
+        else:
+            base = RunConfig()
+        cfg = base.replace(**flags)
         cfg.validate()
     except (ValueError, TypeError) as exc:
         raise CliError(f"train: {exc}") from None
+    return cfg
+
+
+def _trial_config(args: argparse.Namespace) -> RunConfig:
+    name, sep, which = args.from_trial.rpartition(":")
+    if not sep or not name or not (which.isdigit() or which == "best"):
+        raise ValueError(f"--from-trial {args.from_trial!r}: expected STUDY:N or STUDY:best")
+    from search.errors import StudyError
+    from search.objective import trial_run_config
+    from search.study import load_existing_study
+
+    try:
+        study = load_existing_study(study_name(name), locations_of(args))
+        return trial_run_config(study, None if which == "best" else int(which))
+    except StudyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    cfg = run_config_of(args)
     from search.run import execute
 
     result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=None if args.json else say)
