@@ -183,20 +183,12 @@ def execute(
     optimizer = build_optimizer(cfg, model)
     batches = build_batches(cfg, train)
     scheduler = build_scheduler(cfg, optimizer, len(batches))
-    cbs = list(callbacks)
-    if cfg.time_budget:
-        cbs.insert(0, TimeBudget(cfg.time_budget))
+    cbs = [TimeBudget(cfg.time_budget), *callbacks] if cfg.time_budget else list(callbacks)
     trainer = Trainer(
         model,
         batches,
         BatchIterator(val, cfg.eval_batch_size, shuffle=False),
-        device=device,
-        checkpoint_dir=checkpoint_dir,
-        log_interval=log_interval,
-        callbacks=cbs,
-        max_grad_norm=cfg.max_grad_norm,
-        log=log,
-        precision=cfg.precision,
+        **_trainer_options(cfg, device, checkpoint_dir, cbs, log, log_interval),
     )
     start = time.perf_counter()
     history = trainer.train(
@@ -226,3 +218,22 @@ def execute(
         num_parameters=model.num_parameters(),
         samples_seen=trainer.samples_seen,
     )
+
+
+def _trainer_options(
+    cfg: RunConfig,
+    device: torch.device,
+    checkpoint_dir: str | Path | None,
+    callbacks: list[Callback],
+    log: Callable[[str], None] | None,
+    log_interval: int,
+) -> dict[str, Any]:
+    return {
+        "device": device,
+        "checkpoint_dir": checkpoint_dir,
+        "log_interval": log_interval,
+        "callbacks": callbacks,
+        "max_grad_norm": cfg.max_grad_norm,
+        "log": log,
+        "precision": cfg.precision,
+    }
