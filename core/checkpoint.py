@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "resume_candidates", "save_checkpoint"]
 
 CHECKPOINT_VERSION = 1
 _REQUIRED = ("model_config", "model_state", "epoch")
@@ -33,8 +34,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        # torch's zip writer reports a full disk as "unexpected pos": say what it was
+        free = shutil.disk_usage(path.parent).free if isinstance(exc, Exception) else None
         Path(tmp).unlink(missing_ok=True)
+        if free is not None and not isinstance(exc, OSError):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OSError(f"cannot write checkpoint {path}: {first} ({free:,} bytes free)") from exc
         raise
     return path
 
@@ -51,3 +57,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in _REQUIRED):
         raise CheckpointError(f"{path} is not a collatz-hpo checkpoint (missing model config/state)")
     return ckpt
+
+
+def resume_candidates(path: str | Path) -> list[Path]:
+    """Where a resume may start, best first: ``path`` itself (a checkpoint file), then the other
+    checkpoints of its folder, newest first; for a folder, its checkpoints newest first.
+
+    Temp files of a write cut short (``.last.pt.*.tmp``) are never candidates. A path that is
+    neither a file nor a folder is a ``CheckpointError`` (a typo must not start afresh).
+    """
+    path = Path(path)
+    if path.is_file():
+        folder, first = path.parent, [path]
+    elif path.is_dir():
+        folder, first = path, []
+    else:
+        raise CheckpointError(f"checkpoint not found: {path}")
+    others = [p for p in folder.glob("*.pt") if p.is_file() and p not in first and not p.name.startswith(".")]
+    return first + sorted(others, key=lambda p: p.stat().st_mtime_ns, reverse=True)

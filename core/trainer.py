@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
 from core.encoding import PAD
 from core.metrics import exact_match_mask
 from core.model import CollatzTransformer
@@ -263,6 +263,22 @@ class Trainer:
             torch.set_rng_state(ckpt["rng_state"].cpu())
         self.log(f"resumed from {path} at epoch {self.epoch}")
 
+    def _resume(self, resume_from: str | Path) -> None:
+        """Restore from ``resume_from`` (a checkpoint file or a folder of them).
+
+        A truncated or corrupt checkpoint (a full disk, a process killed outside the atomic
+        write, a damaged copy) is reported by name and the newest readable one beside it is
+        used; with none readable, training starts afresh. Never a crash loop on a bad file.
+        A checkpoint of another model is still an error: that is a wrong path, not damage.
+        """
+        for path in resume_candidates(resume_from):
+            try:
+                self._restore(path)
+                return
+            except CheckpointError as exc:
+                self.log(f"{exc}: trying an earlier checkpoint")
+        self.log(f"no readable checkpoint at {resume_from}: training from the start")
+
     # --- the loop ------------------------------------------------------------------------
     def train(
         self,
@@ -295,7 +311,7 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
         if resume_from is not None:
-            self._restore(resume_from)
+            self._resume(resume_from)
             last_epoch = num_epochs
         else:
             last_epoch = self.epoch + num_epochs
@@ -313,26 +329,32 @@ class Trainer:
                     self.best_value, self.best_epoch = score, epoch
                 bad_epochs = 0 if improved else bad_epochs + 1
                 # Checkpoints first: whatever a callback raises, the files on disk are consistent.
-                self.save("last.pt", "last")
-                if save_best and improved:
-                    self.save("best.pt", "best")
-                if save_every and epoch % save_every == 0:
-                    self.save(f"epoch_{epoch:04d}.pt", "periodic")
+                self._save_epoch(epoch, save_best and improved, save_every)
                 self._log_epoch(epoch, metrics)
                 if self._callbacks_stop(epoch, metrics):
                     break
                 if early_stopping_patience and bad_epochs >= early_stopping_patience:
-                    self.stop_reason = (
-                        f"early stopping: {monitor} did not improve for {bad_epochs} epochs "
-                        f"(best {sign * self.best_value:.4f} at epoch {self.best_epoch})"
-                    )
-                    self.log(self.stop_reason)
+                    self._stop_early(monitor, bad_epochs, sign)
                     break
             for cb in self.callbacks:
                 cb.on_train_end(self, self.history)
         finally:
             self.elapsed_seconds, self._clock_start = self.elapsed, None
         return self.history
+
+    def _save_epoch(self, epoch: int, best: bool, save_every: int | None) -> None:
+        self.save("last.pt", "last")
+        if best:
+            self.save("best.pt", "best")
+        if save_every and epoch % save_every == 0:
+            self.save(f"epoch_{epoch:04d}.pt", "periodic")
+
+    def _stop_early(self, monitor: str, bad_epochs: int, sign: float) -> None:
+        self.stop_reason = (
+            f"early stopping: {monitor} did not improve for {bad_epochs} epochs "
+            f"(best {sign * self.best_value:.4f} at epoch {self.best_epoch})"
+        )
+        self.log(self.stop_reason)
 
     def _epoch(self, epoch: int, criterion: nn.Module) -> dict[str, float]:
         """Train one epoch, validate, record: the epoch's metrics."""

@@ -2,7 +2,8 @@
 
 - ``open_storage``: Optuna's RDB storage (sqlite or PostgreSQL) behind ``ResilientStorage``,
   which retries every storage call when the database connection dropped;
-- ``retry_on_disconnect``: the one retry-with-back-off loop (storage calls, the advisory lock);
+- ``retry_on_disconnect``: storage calls (and the advisory lock) retried while the database is
+  gone, for up to the study's ``outage_window`` (``search.retry``), then ``StorageUnavailable``;
 - ``study_lock``: serialises "count the trials, then ask for one" across workers of a study;
 - ``heartbeat``: beats for a running trial, so a dead worker's trial is found and retried.
 """
@@ -13,7 +14,6 @@ import contextlib
 import fcntl
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import StudyError
 from search.locations import first_line, mask, sqlite_path
+from search.retry import DEFAULT_WINDOW, retry_within
 
 if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ResilientStorage",
+    "StorageUnavailable",
     "heartbeat",
     "is_disconnect",
     "open_storage",
@@ -44,20 +46,24 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-RETRY_ATTEMPTS = 8  # back-off 0.25 s doubling to 8 s: rides out ~40 s of a database restarting
 SQLITE_LOCK_TIMEOUT = 120  # seconds a worker waits for another's write lock on a shared sqlite file
+# connections of one worker to a database server: 1 kept open, up to 3 more while in use
+POOL = {"pool_size": 1, "max_overflow": 3, "pool_timeout": 60}
 
 
-def retry_on_disconnect(call: Callable[[], T], attempts: int = RETRY_ATTEMPTS) -> T:
-    """``call()``, again with exponential back-off while it fails because the connection dropped."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt == attempts - 1 or not is_disconnect(exc):
-                raise
-            time.sleep(min(0.25 * 2**attempt, 8.0))
-    raise AssertionError("unreachable")
+class StorageUnavailable(StudyError):
+    """The database stayed unreachable for the whole outage window: the worker stops (one line)."""
+
+
+def retry_on_disconnect(call: Callable[[], T], window: float = DEFAULT_WINDOW, url: str = "") -> T:
+    """``call()``, again with back-off while it fails because the database connection dropped
+    (a restart, a terminated backend), for up to ``window`` seconds."""
+
+    def give_up(exc: BaseException, waited: float) -> BaseException:
+        where = f" {mask(url)}" if url else ""
+        return StorageUnavailable(f"Optuna storage{where} unreachable for {waited:.0f}s: {first_line(exc)}")
+
+    return retry_within(call, window, is_disconnect, give_up)
 
 
 class ResilientStorage(BaseStorage, BaseHeartbeat):
@@ -70,13 +76,14 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
     built on these.
     """
 
-    def __init__(self, rdb: RDBStorage) -> None:
+    def __init__(self, rdb: RDBStorage, window: float = DEFAULT_WINDOW) -> None:
         self.rdb = rdb
+        self.window = window  # seconds a call rides out a database that is gone
         self._inner: Any = optuna.storages.get_storage(rdb)
 
     def _call(self, name: str, *args: Any) -> Any:
         method = getattr(self._inner, name)
-        return retry_on_disconnect(lambda: method(*args))
+        return retry_on_disconnect(lambda: method(*args), self.window, self.rdb.url)
 
     @property
     def engine(self) -> Any:
@@ -174,8 +181,10 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> ResilientStorage:
         # Several worker processes share one file: wait for locks instead of failing.
         kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}}}
     else:
-        # pre-ping replaces connections the server dropped while they sat in the pool.
-        kwargs = {"engine_kwargs": {"pool_pre_ping": True, "pool_recycle": 300}}
+        # pre-ping replaces connections the server dropped while they sat in the pool. A worker
+        # uses at most POOL_MAX connections at once (its calls, the study lock, the heartbeat) and
+        # keeps one open between calls: dozens of workers fit PostgreSQL's max_connections.
+        kwargs = {"engine_kwargs": {"pool_pre_ping": True, "pool_recycle": 300, **POOL}}
     if cfg is not None and cfg.study.heartbeat_interval:
         kwargs["heartbeat_interval"] = cfg.study.heartbeat_interval
         kwargs["grace_period"] = cfg.study.grace_period or 2 * cfg.study.heartbeat_interval
@@ -185,7 +194,10 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> ResilientStorage:
     try:
         # Workers starting together on a fresh database would race to create Optuna's tables.
         with study_lock(url, "collatz-hpo-schema"):
-            return ResilientStorage(RDBStorage(url, **kwargs))
+            window = cfg.study.outage_window if cfg is not None else DEFAULT_WINDOW
+            return ResilientStorage(
+                retry_on_disconnect(lambda: RDBStorage(url, **kwargs), window, url), window
+            )
     except Exception as exc:  # no driver, unreachable server, bad URL: one line, not a traceback
         raise StudyError(f"cannot open Optuna storage {mask(url)}: {first_line(exc)}") from exc
 
@@ -288,6 +300,9 @@ _DISCONNECT_WORDS = (
     "connection reset",
     "the database system is starting up",
     "the database system is shutting down",
+    # the server is full: wait for a slot as for a restart (see README, many workers)
+    "too many clients",
+    "remaining connection slots are reserved",
 )
 
 

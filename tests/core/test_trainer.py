@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from torch import nn
 from core import (
     BatchIterator,
     Callback,
+    CheckpointError,
     CollatzDataset,
     CollatzTransformer,
     StopTraining,
@@ -20,6 +22,7 @@ from core import (
     load_checkpoint,
     long_step,
     make_splits,
+    resume_candidates,
 )
 
 REQUIRED_HISTORY = ("train_loss", "val_loss", "val_accuracy", "val_exact_match", "lr")
@@ -50,6 +53,7 @@ def make_trainer(
     checkpoint_dir: Path | None = None,
     callbacks: list[Callback] | None = None,
     max_grad_norm: float | None = 1.0,
+    log: Callable[[str], None] | None = None,
 ) -> Trainer:
     train, val = splits
     return Trainer(
@@ -60,7 +64,7 @@ def make_trainer(
         checkpoint_dir=checkpoint_dir,
         callbacks=callbacks or [],
         max_grad_norm=max_grad_norm,
-        log=None,
+        log=log,
     )
 
 
@@ -372,3 +376,73 @@ def test_bf16_precision_stays_fp32_on_cpu_and_bad_precision_is_rejected(
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     with pytest.raises(ValueError, match="precision"):
         Trainer(tiny_model(train.vocab_size), BatchIterator(train, 16), device="cpu", precision="fp8")
+
+
+# --- resume meets damaged checkpoints: the bad file is named, an earlier good one (or a fresh
+# start) is used, never a crash loop; a checkpoint of another model is still an error
+
+
+@pytest.fixture
+def three_epochs(splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path) -> Path:
+    """last.pt, best.pt and epoch_000{1,2,3}.pt of a 3-epoch run."""
+    make_trainer(splits, tiny_model(splits[0].vocab_size), tmp_path).train(3, save_every=1)
+    return tmp_path
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else b"\0garbage" * 64)
+
+
+def _resume(splits: tuple[CollatzDataset, CollatzDataset], epochs: int, start: Path, **model: int) -> tuple:
+    lines: list[str] = []
+    trainer = make_trainer(splits, tiny_model(splits[0].vocab_size, **model), log=lines.append)
+    return trainer.train(epochs, resume_from=start), lines
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_a_damaged_last_checkpoint_is_named_and_an_earlier_one_resumes(
+    splits: tuple[CollatzDataset, CollatzDataset], three_epochs: Path, how: str
+) -> None:
+    _damage(three_epochs / "last.pt", how)
+    history, lines = _resume(splits, 5, three_epochs / "last.pt")
+    assert any("last.pt" in line and "earlier checkpoint" in line for line in lines), lines
+    resumed = [line for line in lines if line.startswith("resumed from")]
+    assert len(resumed) == 1 and "last.pt" not in resumed[0], lines
+    assert history["epoch"] == [1, 2, 3, 4, 5]  # epochs 1-3 from the good checkpoint's history
+
+
+def test_newest_readable_wins_and_temp_files_of_a_cut_write_are_ignored(three_epochs: Path) -> None:
+    for name in ("last.pt", "best.pt", "epoch_0003.pt"):
+        _damage(three_epochs / name, "truncated")
+    cut = three_epochs / ".last.pt.x1y2.tmp"  # what a write killed before its rename leaves
+    cut.write_bytes(b"partial")
+    order = resume_candidates(three_epochs)
+    assert cut not in order
+    readable = []
+    for path in order:
+        try:
+            readable.append(load_checkpoint(path)["epoch"])
+        except CheckpointError:
+            continue
+    assert readable[0] == 2  # epoch_0002.pt: the newest that still loads
+
+
+def test_nothing_readable_starts_afresh_instead_of_crashing(
+    splits: tuple[CollatzDataset, CollatzDataset], three_epochs: Path
+) -> None:
+    for path in three_epochs.glob("*.pt"):
+        _damage(path, "garbage")
+    history, lines = _resume(splits, 2, three_epochs / "last.pt")
+    assert history["epoch"] == [1, 2]
+    assert any("training from the start" in line for line in lines), lines
+    assert sum("earlier checkpoint" in line for line in lines) == 5  # each bad file named once
+
+
+def test_a_missing_path_or_another_models_checkpoint_is_still_an_error(
+    splits: tuple[CollatzDataset, CollatzDataset], three_epochs: Path
+) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        _resume(splits, 2, three_epochs / "lats.pt")
+    with pytest.raises(ValueError, match="model config"):
+        _resume(splits, 2, three_epochs / "last.pt", d_model=32)
