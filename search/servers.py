@@ -1,17 +1,39 @@
-"""The MLflow servers collatz-hpo starts: the shared tracking server and the local UI.
+"""The servers collatz-hpo starts: the shared MLflow tracking server, the local MLflow UI and the
+Optuna dashboard, and the links into them that the CLI prints.
 
-Each function returns the command line (a list), so it can be shown (passwords masked) before
-the CLI becomes that process.
+Each ``*_command`` returns the command line (a list), so it can be shown (passwords masked)
+before the CLI becomes that process.
+
+The UI is started lean: MLflow 3.17's ``mlflow ui`` defaults to 4 uvicorn workers plus a job
+runner with its huey consumers (GenAI jobs a study never submits); one worker and no job
+execution serve the same pages from a fraction of the memory (``benchmarks/bench_ui.py``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from urllib.parse import quote, urlencode
 
 from search.locations import Locations
 
-__all__ = ["mlflow_executable", "server_command", "ui_command"]
+__all__ = [
+    "LEAN_UI_ENV",
+    "dashboard_command",
+    "dashboard_installed",
+    "dashboard_link",
+    "mlflow_executable",
+    "runs_link",
+    "server_command",
+    "study_links",
+    "ui_command",
+]
+
+#: What ``collatz-hpo ui`` sets for ``mlflow ui``: no job runner (and no huey consumers).
+LEAN_UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+#: The trial runs of a study: the parent run would otherwise fold them away.
+TRIALS_FILTER = "tags.`collatz_hpo.role` = 'trial'"
 
 
 def mlflow_executable() -> str:
@@ -52,8 +74,11 @@ def server_command(
     return cmd
 
 
-def ui_command(locations: Locations, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
-    """``mlflow ui`` on the study store's tracking URI (and its artifact folder when embedded)."""
+def ui_command(
+    locations: Locations, host: str = "127.0.0.1", port: int = 5000, workers: int = 1
+) -> list[str]:
+    """``mlflow ui`` on the study store's tracking URI (and its artifact folder when embedded),
+    with ``workers`` uvicorn workers; run it with ``LEAN_UI_ENV`` set."""
     cmd = [
         mlflow_executable(),
         "ui",
@@ -63,7 +88,68 @@ def ui_command(locations: Locations, host: str = "127.0.0.1", port: int = 5000) 
         host,
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
     if locations.artifact_root:
         cmd += ["--default-artifact-root", locations.artifact_root]
     return cmd
+
+
+def runs_link(base_url: str, experiment_id: str, metric: str | None = None, ascending: bool = False) -> str:
+    """The experiment's trial runs in the UI's training view ("Model training", not GenAI).
+
+    MLflow 3.17's frontend opens ``#/experiments/<id>/runs`` in the view that ``workflowType``
+    names (``machine_learning``: the runs table). ``searchFilter`` keeps the trial runs; sorted by
+    anything but their start time (here: the study's ``metric``, best first) the filtered table
+    lists them flat instead of folding them under the study's parent run.
+    """
+    query = {"workflowType": "machine_learning", "searchFilter": TRIALS_FILTER}
+    if metric is not None:
+        query |= {"orderByKey": f"metrics.`{metric}`", "orderByAsc": str(ascending).lower()}
+    return f"{base_url}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
+
+
+def study_links(tracking_uri: str, base_url: str, study: str | None = None) -> dict[str, str]:
+    """Study name → :func:`runs_link` of its trials, sorted by its metric, for every study (or
+    only ``study``) in the tracking store; the metric is read from the study's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from search import keys
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if study is not None:
+        found = [exp] if (exp := client.get_experiment_by_name(study)) is not None else []
+    else:
+        found = client.search_experiments(filter_string=f"tags.`{keys.STUDY_TAG}` != ''")
+    links = {}
+    for exp in found:
+        parents = client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{keys.ROLE_TAG}` = 'study'", max_results=1
+        )
+        params = parents[0].data.params if parents else {}
+        ascending = params.get("direction") == "minimize"
+        links[exp.name] = runs_link(base_url, exp.experiment_id, params.get("metric"), ascending)
+    return links
+
+
+# --- the Optuna dashboard -------------------------------------------------------------------------
+
+
+def dashboard_installed() -> bool:
+    """Whether optuna-dashboard (the optional extra ``dashboard``) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("optuna_dashboard") is not None
+
+
+def dashboard_command(storage: str, host: str = "127.0.0.1", port: int = 8080) -> list[str]:
+    """``optuna-dashboard`` on the study's Optuna storage (request logs off)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "optuna-dashboard")
+    exe = beside if os.path.exists(beside) else shutil.which("optuna-dashboard") or "optuna-dashboard"
+    return [exe, storage, "--host", host, "--port", str(port), "--quiet"]
+
+
+def dashboard_link(base_url: str, study_id: int) -> str:
+    """The study's page of the dashboard: its history, intermediate values, importances, ..."""
+    return f"{base_url}/dashboard/studies/{study_id}"

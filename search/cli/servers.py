@@ -1,11 +1,22 @@
-"""Server commands: `server` (the shared MLflow tracking server) and `ui` (the local MLflow UI)."""
+"""Server commands: `server` (the shared MLflow tracking server), `ui` (the local MLflow UI) and
+`dashboard` (optuna-dashboard on a study's storage)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from search.cli.args import positive_int
-from search.cli.common import CliError, exec_command, locations_of, say
+from search.cli.common import (
+    CliError,
+    add_store_flags,
+    exec_command,
+    existing_study,
+    locations_of,
+    say,
+    study_name,
+)
+from search.locations import mask
 
 __all__ = ["add_commands"]
 
@@ -13,6 +24,7 @@ __all__ = ["add_commands"]
 def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_server(sub)
     _add_ui(sub)
+    _add_dashboard(sub)
 
 
 def _add_server(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +53,6 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
 def _cmd_server(args: argparse.Namespace) -> int:
     import shlex
 
-    from search.locations import mask
     from search.servers import server_command
 
     if "://" not in args.backend_store_uri:
@@ -68,7 +79,13 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
 
 def _add_ui(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the default store")
+    p = sub.add_parser(
+        "ui",
+        help="start the MLflow UI on 127.0.0.1 for the default store; prints each study's trial runs link",
+        description="Start the MLflow UI, lean (one worker, no job runner), and print the link to the "
+        "trial runs of STUDY (default: of every study in the store) in its training view.",
+    )
+    p.add_argument("study", metavar="STUDY", nargs="?", help="study name or study file (default: all)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--tracking-uri", help="backend store (default: the embedded sqlite:///mlruns/mlflow.db)")
@@ -76,8 +93,49 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from search.servers import ui_command
+    from search.servers import LEAN_UI_ENV, study_links, ui_command
 
-    cmd = ui_command(locations_of(args), args.host, args.port)
-    say(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
-    return exec_command(cmd)
+    locations = locations_of(args)
+    name = study_name(args.study) if args.study else None
+    base = f"http://{args.host}:{args.port}"
+    links = {} if locations.missing_store("tracking_uri") else study_links(locations.tracking_uri, base, name)
+    if name is not None and not links:
+        raise CliError(f"ui: no MLflow experiment named '{name}' in {mask(locations.tracking_uri)}")
+    say(f"MLflow UI on {base} (one worker, no job runner; Ctrl-C to stop)")
+    for study, link in sorted(links.items()):
+        say(f"study '{study}' trial runs: {link}")
+    os.environ.update(LEAN_UI_ENV)
+    return exec_command(ui_command(locations, args.host, args.port))
+
+
+def _add_dashboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dashboard",
+        help="start optuna-dashboard on 127.0.0.1 for a study (history, intermediate values, importances)",
+        description="Start optuna-dashboard on the Optuna storage of STUDY and print the link to its "
+        "page. It has no authentication: it binds to 127.0.0.1 unless --host says otherwise. Needs "
+        "the optional extra: pip install 'collatz-hpo[dashboard]'.",
+    )
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    add_store_flags(p)
+    p.set_defaults(func=_cmd_dashboard)
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from search.servers import dashboard_command, dashboard_installed, dashboard_link
+
+    if not dashboard_installed():
+        raise CliError(
+            "dashboard: optuna-dashboard is not installed; "
+            "install it with: pip install 'collatz-hpo[dashboard]'",
+            code=1,
+        )
+    study, locations = existing_study(args, tracking=False)
+    base = f"http://{args.host}:{args.port}"
+    say(f"Optuna dashboard on {base} (Ctrl-C to stop); storage {mask(locations.storage)}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        say("warning: optuna-dashboard has no authentication: whoever reaches it can change the study")
+    say(f"study '{study.study_name}': {dashboard_link(base, study._study_id)}")
+    return exec_command(dashboard_command(locations.storage, args.host, args.port))
