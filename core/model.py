@@ -244,7 +244,8 @@ class CollatzTransformer(nn.Module):
             raise ValueError(f"max_new_tokens={steps} > max_seq_length={self.config.max_seq_length}")
         memory, memory_mask = self.encode(src) if memory is None else memory
         batch, device = src.shape[0], src.device
-        state = _DecodeCache(memory, memory_mask, [None] * len(self.decoder.layers))
+        memory_bias = _key_bias(memory_mask, self.config.nhead, memory.dtype)
+        state = _DecodeCache(memory, memory_bias, [None] * len(self.decoder.layers))
         token = torch.full((batch,), BOS, dtype=torch.long, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         pad_logits = torch.full((batch, self.config.vocab_size), float("-inf"), device=device)
@@ -265,12 +266,12 @@ class CollatzTransformer(nn.Module):
     def _decode_step(self, token: torch.Tensor, step: int, state: _DecodeCache) -> torch.Tensor:
         """Logits [B, V] after decoder input ``token`` [B] at position ``step``; grows the cache."""
         # A PAD among the decoder's own inputs is masked as a key, as in teacher forcing.
-        pad = (token == PAD)[:, None]
-        state.key_pad = pad if state.key_pad is None else torch.cat([state.key_pad, pad], dim=1)
+        pad = _key_bias((token == PAD)[:, None], self.config.nhead, state.memory.dtype)
+        state.key_bias = pad if state.key_bias is None else torch.cat([state.key_bias, pad], dim=2)
         y = self.token_embedding(token)[:, None] + self.tgt_position.weight[step]
         for i, layer in enumerate(self.decoder.layers):
             y, state.layers[i] = _decoder_layer_step(
-                layer, y, state.layers[i], state.key_pad, state.memory, state.memory_mask
+                layer, y, state.layers[i], state.key_bias, state.memory, state.memory_bias
             )
         return self.output_head(self.decoder.norm(y))[:, 0]
 
@@ -295,21 +296,33 @@ class CollatzTransformer(nn.Module):
 
 @dataclass
 class _DecodeCache:
-    """What greedy decoding keeps between steps: encoder memory and per-layer key/value inputs."""
+    """What greedy decoding keeps between steps: encoder memory, per-layer key/value inputs and
+    the additive key masks (``_key_bias``) of the memory and of the decoder's own inputs."""
 
     memory: torch.Tensor
-    memory_mask: torch.Tensor
+    memory_bias: torch.Tensor
     layers: list[torch.Tensor | None]
-    key_pad: torch.Tensor | None = None
+    key_bias: torch.Tensor | None = None
+
+
+def _key_bias(key_pad: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """Key padding mask [B, S] (True = masked) as the additive attention mask [B·heads, 1, S].
+
+    It is exactly what ``F.multi_head_attention_forward`` makes of a ``key_padding_mask``; passed
+    as ``attn_mask`` it skips torch's ``_check_with`` shape checks, whose first call imports sympy
+    (~0.4 s of every ``predict``).
+    """
+    bias = torch.zeros(key_pad.shape, dtype=dtype, device=key_pad.device).masked_fill(key_pad, float("-inf"))
+    return bias.repeat_interleave(heads, dim=0)[:, None, :]
 
 
 def _decoder_layer_step(
     layer: nn.TransformerDecoderLayer,
     y: torch.Tensor,
     cache: torch.Tensor | None,
-    key_pad: torch.Tensor,
+    key_bias: torch.Tensor,
     memory: torch.Tensor,
-    memory_mask: torch.Tensor,
+    memory_bias: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pre-LN decoder layer for the newest position y [B, 1, D], as layer.forward computes it.
 
@@ -318,10 +331,9 @@ def _decoder_layer_step(
     """
     h = layer.norm1(y)
     keys = h if cache is None else torch.cat([cache, h], dim=1)
-    y = y + layer.dropout1(layer.self_attn(h, keys, keys, key_padding_mask=key_pad, need_weights=False)[0])
+    y = y + layer.dropout1(layer.self_attn(h, keys, keys, attn_mask=key_bias, need_weights=False)[0])
     h = layer.norm2(y)
-    y = y + layer.dropout2(
-        layer.multihead_attn(h, memory, memory, key_padding_mask=memory_mask, need_weights=False)[0]
-    )
+    cross = layer.multihead_attn(h, memory, memory, attn_mask=memory_bias, need_weights=False)[0]
+    y = y + layer.dropout2(cross)
     h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(y)))))
     return y + layer.dropout3(h), keys
