@@ -46,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from search.retry import DEFAULT_WINDOW
 from search.runconfig import RunConfig, check_split_sizes
 
 __all__ = [
@@ -397,7 +398,11 @@ class FinalSection(_Section):
         return self
 
 
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# A study name names files: the lock file beside the Optuna database, the experiment's artifact
+# folder, report and export folders. So: no path separators, no leading dot (".." would climb
+# out of mlruns/artifacts) or dash (a flag), and short enough for a 255-byte file name.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_NAME = 200
 
 
 class StudySection(_Section):
@@ -415,9 +420,13 @@ class StudySection(_Section):
     sampler: Literal["tpe", "random", "gp", "grid"] = "tpe"
     seed: int = Field(0, ge=0, lt=2**32)
     pruner: PrunerConfig = PrunerConfig()
-    heartbeat_interval: int | None = Field(None, ge=1)  # seconds; RDB storage marks dead trials
-    grace_period: int | None = Field(None, ge=1)  # seconds without heartbeat before a trial is stale
+    # seconds; RDB storage marks dead trials (bounded: a thread waits this long between beats)
+    heartbeat_interval: int | None = Field(None, ge=1, le=86_400)
+    grace_period: int | None = Field(None, ge=1, le=7 * 86_400)  # silent seconds before a trial is stale
     max_retries: int = Field(2, ge=0)  # reruns of a failed/stale trial
+    # seconds a worker rides out an unreachable database or MLflow server (calls retried with
+    # back-off) before the call fails: the trial then FAILs with the reason (search.retry)
+    outage_window: float = Field(DEFAULT_WINDOW, ge=0, le=7 * 86400)
     # the validation metric reported to the pruner (default: ``metric``); a minimized one is
     # reported negated to a maximized study, so the pruner compares in the study's direction
     prune_on: Metric | None = None
@@ -427,7 +436,15 @@ class StudySection(_Section):
     @classmethod
     def _check_name(cls, v: str) -> str:
         if not _NAME.fullmatch(v):
-            raise ValueError(f"must be non-empty and use only letters, digits, '_', '.', '-'; got {v!r}")
+            raise ValueError(
+                "must be non-empty, use only letters, digits, '_', '.', '-' and start with a letter, "
+                f"digit or '_'; got {v[:60]!r}"
+            )
+        if len(v) > MAX_NAME:
+            raise ValueError(
+                f"must be at most {MAX_NAME} characters (it names lock files and artifact, report "
+                f"and export folders), got {len(v)}"
+            )
         return v
 
     @model_validator(mode="before")
@@ -520,6 +537,9 @@ class TrainingSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = RunConfig.device
     # bf16 autocast on CUDA only: on CPU it is far slower than fp32, so there it stays fp32.
     precision: Literal["fp32", "bf16"] = RunConfig.precision
+    # seconds between samples of CPU, memory and (CUDA) GPU use, logged to each trial's MLflow run
+    # as system/* metrics by MLflow's monitor (search.system_metrics); 0 turns them off
+    system_metrics: float = Field(5.0, ge=0)
 
 
 class SearchSpace(_Section):

@@ -19,6 +19,7 @@ from search import keys
 from search.config import StudyConfig
 from search.errors import StudyError
 from search.locations import Locations
+from search.progress import StudyProgress
 from search.study import OpenStudy, open_study, recover
 from search.workers import Worker, WorkerStats, run_processes
 
@@ -39,8 +40,19 @@ class LaunchResult:
     workers: list[WorkerStats] = field(default_factory=list)
 
 
-def launch(cfg: StudyConfig, locations: Locations, workers: int = 1, log: Log = print) -> LaunchResult:
-    """Create or resume the study and run ``workers`` processes until it holds ``n_trials``."""
+def launch(
+    cfg: StudyConfig,
+    locations: Locations,
+    workers: int = 1,
+    log: Log = print,
+    verbose: bool = False,
+    live: bool = False,
+) -> LaunchResult:
+    """Create or resume the study and run ``workers`` processes until it holds ``n_trials``.
+
+    Progress goes to ``log`` as one line per trial event (``verbose``: per epoch too), or, with
+    ``live``, to a live terminal display (``search.progress``).
+    """
     started = time.time()
     opened = open_study(cfg, locations, 0, parent_run=True, recover_dead=True, log=log)
     deadline = _deadline(cfg)
@@ -50,15 +62,25 @@ def launch(cfg: StudyConfig, locations: Locations, workers: int = 1, log: Log = 
     )
     interrupted, failed_workers = False, 0
     stats: list[WorkerStats] = []
-    worker = Worker(opened, 0, deadline, log)
+    progress = StudyProgress.of(
+        opened.study,
+        cfg.study.n_trials,
+        workers=workers,
+        deadline=deadline,
+        out=log,
+        verbose=verbose,
+        live=live,
+    )
+    worker = Worker(opened, 0, deadline, progress)
     try:
-        if workers == 1:
-            stats.append(worker.run())
-        else:
-            stats, failed_workers = run_processes(opened, workers, deadline)
-        if cfg.final is not None and not failed_workers:
-            _reload(opened)
-            worker.run_final(_final_seconds(cfg, started))
+        with progress:
+            if workers == 1:
+                stats.append(worker.run())
+            else:
+                stats, failed_workers = run_processes(opened, workers, deadline, progress)
+            if cfg.final is not None and not failed_workers:
+                _reload(opened)
+                worker.run_final(_final_seconds(cfg, started))
     except KeyboardInterrupt:
         interrupted = True
     except StudyError as exc:

@@ -96,7 +96,10 @@ def parse_value(value: Any) -> int:
         digits = t[1:] if t[:1] in "+-" else t
         if not digits.isascii() or not digits.isdigit():
             raise InputError(f"{text!r} is not an integer")
-        n = int(t)
+        try:
+            n = int(t)
+        except ValueError:  # past Python's int-from-text limit (4300 digits): no model takes it
+            raise InputError(f"{t[:12]}... ({len(digits)} digits) is too long for any model") from None
     else:
         raise InputError(f"{value!r} is not an integer ({type(value).__name__})")
     if n == 0:
@@ -158,6 +161,27 @@ class ExportedModel:
             kappa = long_step(n)
             rows.append({"n": n, "predicted": p, "kappa": kappa, "correct": p == kappa})
         return rows
+
+    def compare_each(self, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """``compare`` of every input the model can take, in one batch; an input it cannot take
+        gets ``{"n": value, "predicted": None, "kappa": None, "correct": False, "error": why}``
+        in its place instead of stopping the others."""
+        taken: list[Any] = []
+        errors: list[str | None] = []
+        for value in values:
+            try:
+                self.check([value])
+                taken.append(value)
+                errors.append(None)
+            except InputError as exc:
+                errors.append(str(exc))
+        compared = iter(self.compare(taken))
+        return [
+            next(compared)
+            if why is None
+            else {"n": value, "predicted": None, "kappa": None, "correct": False, "error": why}
+            for value, why in zip(values, errors, strict=True)
+        ]
 
     @torch.no_grad()
     def predict(self, values: Sequence[Any], batch_size: int | None = None) -> list[int | None]:

@@ -24,11 +24,14 @@ from optuna.trial import TrialState
 from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
 from search import keys
 from search.config import MINIMIZED_METRICS, StudyConfig
+from search.datasets import trial_inputs
 from search.locations import mask
+from search.progress import TrialEvent, report
 from search.run import build_data, execute
 from search.runconfig import RunConfig
 from search.signals import ignore_signals
 from search.space import suggest
+from search.system_metrics import system_metrics
 from search.tracking import StudyTracker, class_metrics, flatten_test_metrics
 
 __all__ = ["TrialOutcome", "run_config_for", "run_trial"]
@@ -174,10 +177,12 @@ class TrialCallback(Callback):
         value = metrics[self.metric]
         step = trainer.samples_seen if self.by_samples else epoch
         self.trial.report(self.sign * metrics[self.signal], step)
-        self.log(
+        text = (
             f"trial {self.trial.number} epoch {epoch}/{self.epochs} {self.metric} {value:.4f} "
             f"({metrics.get('samples_per_sec', 0):,.0f} samples/s)"
         )
+        event = TrialEvent("epoch", self.trial.number, text, epoch=epoch, epochs=self.epochs)
+        report(self.log, dataclasses.replace(event, metric=self.metric, value=value))
         if self.prune and self.trial.should_prune():  # a final run is not compared, not pruned
             shown = f"{self.signal} {metrics[self.signal]:.4f}"
             raise optuna.TrialPruned(f"pruned at epoch {epoch} ({shown})")
@@ -214,23 +219,22 @@ def run_trial(
     tags: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
-    params = suggest(trial, cfg.search)
-    keys.set_trial_params(trial, params)
-    final = keys.final_seconds(trial)
-    if final is not None:
-        run_cfg = final_run_config(cfg, params, trial.number, final)
-        tags = {**(tags or {}), keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
-    else:
-        run_cfg = run_config_for(cfg, params, trial.number)
+    params, run_cfg, tags, final = _sample(trial, cfg, tags)
     config = {"study": cfg.study.name, "trial": trial.number, "params": params, "run": run_cfg.to_dict()}
     mlflow_params = {**run_cfg.to_dict(), "trial_number": trial.number}
-    run_id = tracker.start_trial_run(trial.number, keys.parent_run_id(study), mlflow_params, config, tags)
+    try:
+        run_id = tracker.start_trial_run(trial.number, keys.parent_run_id(study), mlflow_params, config, tags)
+    except Exception as exc:  # tracking gone past its outage window, artifact store full, ...
+        return _not_started(trial, log, exc)
     keys.set_run_id(trial, run_id)
-    log(f"trial {trial.number} started: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
-    with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-", dir=scratch) as tmp:
+    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    report(log, TrialEvent("start", trial.number, f"trial {trial.number} started: {shown}", shown))
+    monitor = system_metrics(run_id, tracker.tracking_uri, cfg.training.system_metrics)
+    with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-", dir=scratch) as tmp, monitor:
         ckpt_dir = Path(tmp, "checkpoints")
         cb: TrialCallback | None = None
         try:
+            tracker.log_inputs(run_id, trial_inputs(run_cfg))
             if run_cfg.base not in data_cache:
                 data_cache[run_cfg.base] = build_data(run_cfg)
             data = data_cache[run_cfg.base]
@@ -251,7 +255,7 @@ def run_trial(
             ignore_signals()  # a second signal must not cut the cleanup
             # The interrupt may have cut a storage call: what fails here, the worker's
             # record_interrupted redoes (Optuna state, reason and a run left RUNNING).
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), tracker.client.impatient():
                 _close(trial, tracker, run_id, ckpt_dir, TrialOutcome(TrialState.FAIL, None, "interrupted"))
             raise
         except Exception as exc:  # a failed trial is recorded and the study goes on
@@ -262,18 +266,57 @@ def run_trial(
         if cb is not None:
             outcome.compute_seconds, outcome.train_steps = cb.compute_seconds, cb.train_steps
         keys.record_cost(trial, outcome.compute_seconds, outcome.train_steps)
-        _close(trial, tracker, run_id, ckpt_dir, outcome)
+        outcome = _close(trial, tracker, run_id, ckpt_dir, outcome)
     return outcome
+
+
+def _sample(
+    trial: optuna.Trial, cfg: StudyConfig, tags: dict[str, str] | None
+) -> tuple[dict[str, Any], RunConfig, dict[str, str], float | None]:
+    """The trial's params (recorded), its RunConfig, its run tags and its final-run budget, if any."""
+    params = suggest(trial, cfg.search)
+    keys.set_trial_params(trial, params)
+    final = keys.final_seconds(trial)
+    if final is None:
+        return params, run_config_for(cfg, params, trial.number), dict(tags or {}), None
+    tags = {**(tags or {}), keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
+    return params, final_run_config(cfg, params, trial.number, final), tags, final
+
+
+def _not_started(trial: optuna.Trial, log: Log, exc: Exception) -> TrialOutcome:
+    """A trial whose MLflow run could not be made: FAIL with the reason, the study goes on."""
+    reason = mask(f"{type(exc).__name__}: {exc}")
+    log(f"trial {trial.number} failed: {reason}")
+    keys.set_fail_reason(trial, reason)
+    return TrialOutcome(TrialState.FAIL, None, reason)
 
 
 def _close(
     trial: optuna.Trial, tracker: StudyTracker, run_id: str, ckpt_dir: Path, out: TrialOutcome
-) -> None:
-    if out.reason and out.state == TrialState.FAIL:
-        keys.set_fail_reason(trial, mask(out.reason))
-    if ckpt_dir.is_dir():
-        tracker.log_artifacts(run_id, sorted(ckpt_dir.glob("*.pt")), "checkpoints")
-    tracker.end_trial_run(run_id, out.state.name, out.reason if out.state == TrialState.FAIL else None)
+) -> TrialOutcome:
+    """Upload the checkpoints and close the run. A failure here (a full artifact store, a server
+    gone past its outage window) FAILs the trial; a run left open is closed FAILED by recovery."""
+    try:
+        if tracker.client.reachable and ckpt_dir.is_dir():
+            tracker.log_artifacts(run_id, sorted(ckpt_dir.glob("*.pt")), "checkpoints")
+    except Exception as exc:
+        out = _failed(out, f"checkpoint upload failed: {type(exc).__name__}: {exc}")
+    try:
+        if not tracker.client.reachable:  # it waited a whole outage window already in this trial
+            raise ConnectionError("tracking server unreachable")
+        if out.reason and out.state == TrialState.FAIL:
+            keys.set_fail_reason(trial, mask(out.reason))
+        tracker.end_trial_run(run_id, out.state.name, out.reason if out.state == TrialState.FAIL else None)
+    except Exception as exc:
+        out = _failed(out, f"MLflow run not closed: {type(exc).__name__}: {exc}")
+        keys.set_fail_reason(trial, mask(out.reason or ""))
+    return out
+
+
+def _failed(out: TrialOutcome, why: str) -> TrialOutcome:
+    """``out`` turned into a FAIL (its own failure reason first, if it had one)."""
+    reason = f"{out.reason}; {why}" if out.state == TrialState.FAIL and out.reason else why
+    return dataclasses.replace(out, state=TrialState.FAIL, value=None, reason=reason)
 
 
 def _best(values: list[float], maximize: bool) -> float:

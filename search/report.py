@@ -7,19 +7,28 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 
-__all__ = ["Report", "ReportError", "log_report", "trials_table", "write_report"]
+if TYPE_CHECKING:  # pandas loads where a table is written, not for `status`, which prints rows
+    import pandas as pd
+
+__all__ = ["Report", "ReportError", "log_report", "trial_rows", "trials_table", "write_report"]
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, real hyperparameters, test exact match, duration."""
+    import pandas as pd
+
+    return pd.DataFrame(trial_rows(study))
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """The rows of :func:`trials_table` as dicts."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = keys.trial_params(t)
@@ -36,7 +45,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "note": keys.fail_reason(t) or keys.stop_reason(t) or "",
             }
         )
-    return pd.DataFrame(rows)
+    return rows
 
 
 # --- the study report (`collatz-hpo report`) ----------------------------------------------------

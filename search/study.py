@@ -9,19 +9,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from search import keys
-from search.config import ConfigError, StudyConfig, parse_study
 from search.errors import StudyError
 from search.locations import Locations, first_line, mask, prepare
-from search.report import trials_table
-from search.samplers import enqueue_grid, enqueue_warm_start, make_pruner, make_sampler
 from search.storage import ResilientStorage, open_storage, study_lock
-from search.tracking import StudyTracker
+
+if TYPE_CHECKING:  # MLflow, pandas and the study-file models load where a study runs, not for `status`
+    from search.config import StudyConfig
+    from search.tracking import StudyTracker
 
 __all__ = ["OpenStudy", "create_or_load", "load_existing_study", "open_study", "recover", "summarize"]
 
@@ -33,6 +33,8 @@ _FREE_KEYS = {
     ("study", "timeout"),
     ("study", "seed"),
     ("study", "warm_start"),
+    ("study", "outage_window"),
+    ("training", "system_metrics"),
     ("final",),
 }
 
@@ -60,6 +62,8 @@ class OpenStudy:
 
     def update_parent(self) -> None:
         """State counts, best trial and trials table on the study's parent run."""
+        from search.report import trials_table
+
         run_id = keys.parent_run_id(self.study)
         if run_id is not None:
             self.tracker.update_parent(
@@ -118,8 +122,12 @@ def open_study(
 
 def _open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:
     """The study's MLflow tracker; an unusable tracking URI is a one-line ``StudyError``."""
+    from search.tracking import StudyTracker
+
     try:
-        return StudyTracker(locations.tracking_uri, cfg.study.name, locations.artifact_root)
+        return StudyTracker(
+            locations.tracking_uri, cfg.study.name, locations.artifact_root, cfg.study.outage_window
+        )
     except Exception as exc:
         raise StudyError(
             f"cannot use MLflow tracking URI {mask(locations.tracking_uri)}: {first_line(exc)}"
@@ -144,6 +152,8 @@ def create_or_load(
 ) -> optuna.Study:
     """The study of ``cfg`` (created if absent, with its grid or warm start enqueued); refuses one
     made from a different study file."""
+    from search.samplers import enqueue_grid, enqueue_warm_start, make_pruner, make_sampler
+
     _check_warm_start_source(cfg, storage)
     study = optuna.create_study(
         study_name=cfg.study.name,
@@ -183,6 +193,8 @@ def _check_warm_start_source(cfg: StudyConfig, storage: optuna.storages.BaseStor
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     """A study file saved by an earlier version, with the keys added since at their defaults."""
+    from search.config import ConfigError, parse_study
+
     try:
         return parse_study(saved).to_dict()
     except ConfigError:
@@ -231,12 +243,19 @@ def close_failed_runs(opened: OpenStudy) -> int:
     COMPLETE/PRUNED runs are closed by their worker before it tells Optuna; only a FAIL can hide
     a dead worker's run.
     """
+    from search.tracking_client import TrackingUnavailable
+
     closed = 0
+    if not opened.tracker.client.reachable:  # the server is down: the next call after it returns
+        return closed
     for trial in opened.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         run_id = keys.run_id(trial)
         if run_id is not None:
             reason = keys.fail_reason(trial, "worker died (no heartbeat or process gone)")
-            closed += opened.tracker.close_failed_run(run_id, reason)
+            try:
+                closed += opened.tracker.close_failed_run(run_id, reason)
+            except TrackingUnavailable:
+                break
     return closed
 
 

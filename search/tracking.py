@@ -11,21 +11,24 @@ Nothing here logs a storage URL unmasked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from search import keys
+from search.datasets import study_inputs
 from search.locations import mask
+from search.retry import DEFAULT_WINDOW
+from search.tracking_client import ResilientClient
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +91,10 @@ def flatten_test_metrics(test: Mapping[str, Any]) -> dict[str, float]:
 
 
 class Tracker:
-    """The MLflow client of one experiment (created if absent, restored if deleted)."""
+    """The MLflow client of one experiment (created if absent, restored if deleted).
+
+    Its client rides out tracking-server outages of ``outage_window`` seconds (``tracking_client``).
+    """
 
     def __init__(
         self,
@@ -96,9 +102,10 @@ class Tracker:
         experiment: str,
         artifact_root: str | None = None,
         experiment_tags: Mapping[str, str] | None = None,
+        outage_window: float = DEFAULT_WINDOW,
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = ResilientClient(tracking_uri, outage_window)
         self.experiment_id = self._ensure_experiment(experiment, artifact_root, experiment_tags)
 
     def _ensure_experiment(self, name: str, artifact_root: str | None, tags: Mapping[str, str] | None) -> str:
@@ -121,8 +128,19 @@ class Tracker:
     ) -> str:
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags)).info.run_id
         if params:
-            self.log_params(run_id, params)
+            try:
+                self.log_params(run_id, params)
+            except Exception as exc:
+                self._abandon(run_id, exc)
+                raise
         return run_id
+
+    def _abandon(self, run_id: str, exc: Exception) -> None:
+        """Close a run whose start failed half-way (FAILED, with the reason), if the server answers."""
+        if self.client.reachable:
+            with contextlib.suppress(Exception):
+                self.set_tags(run_id, {keys.FAIL_REASON_TAG: f"{type(exc).__name__}: {exc}"})
+                self.end_run(run_id, "FAILED")
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, params=_clean_params(params))
@@ -143,6 +161,10 @@ class Tracker:
         for path in paths:
             if Path(path).is_file():
                 self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        """Dataset inputs (``search.datasets``): the UI's Dataset column and ``run.inputs``."""
+        self.client.log_inputs(run_id, datasets=list(inputs))
 
     def log_json(self, run_id: str, data: Mapping[str, Any], name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -167,9 +189,15 @@ class StudyTracker(Tracker):
     Run status follows the Optuna trial state: COMPLETE → FINISHED, PRUNED → KILLED, FAIL → FAILED.
     """
 
-    def __init__(self, tracking_uri: str, study_name: str, artifact_root: str | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        study_name: str,
+        artifact_root: str | None = None,
+        outage_window: float = DEFAULT_WINDOW,
+    ) -> None:
         self.study_name = study_name
-        super().__init__(tracking_uri, study_name, artifact_root, {keys.STUDY_TAG: study_name})
+        super().__init__(tracking_uri, study_name, artifact_root, {keys.STUDY_TAG: study_name}, outage_window)
         self._closed: set[str] = set()  # FAIL trials' runs known to be closed
 
     # --- the study's parent run
@@ -186,6 +214,7 @@ class StudyTracker(Tracker):
         tags = {keys.ROLE_TAG: "study", keys.STUDY_TAG: self.study_name}
         run_id = self.start_run(f"study-{self.study_name}", tags, params)
         self.log_json(run_id, config, "study_config.json")
+        self.log_inputs(run_id, study_inputs(config))
         return run_id
 
     def update_parent(
@@ -227,7 +256,11 @@ class StudyTracker(Tracker):
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
         run_id = self.start_run(f"trial-{number}", all_tags, params)
-        self.log_json(run_id, config, "config.json")
+        try:
+            self.log_json(run_id, config, "config.json")
+        except Exception as exc:  # a full artifact store: the trial FAILs, its run must not stay RUNNING
+            self._abandon(run_id, exc)
+            raise
         return run_id
 
     def end_trial_run(self, run_id: str, state: str, reason: str | None = None) -> None:
@@ -242,10 +275,11 @@ class StudyTracker(Tracker):
         """Close a FAIL trial's run if its dead worker left it RUNNING (each run looked up once)."""
         if run_id in self._closed:
             return False
-        self._closed.add(run_id)
         if self.status(run_id) != "RUNNING":
+            self._closed.add(run_id)
             return False
         self.end_trial_run(run_id, "FAIL", reason)
+        self._closed.add(run_id)  # only now: a server that was down is asked again next time
         return True
 
 

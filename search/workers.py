@@ -28,13 +28,16 @@ from search.config import parse_study
 from search.errors import StudyError
 from search.locations import Locations
 from search.objective import DataCache, TrialOutcome, run_trial
+from search.progress import QueueLog, StudyProgress, TrialEvent, relay, report
 from search.signals import ignore_signals, interrupt_when_parent_dies
 from search.storage import heartbeat
 from search.study import OpenStudy, close_failed_runs, open_study, summarize
 
-__all__ = ["Worker", "WorkerStats", "run_processes"]
+__all__ = ["TrialBody", "Worker", "WorkerStats", "run_processes"]
 
 Log = Callable[[str], None]
+# What runs one asked trial: ``objective.run_trial``'s signature (a load test passes a light one).
+TrialBody = Callable[..., TrialOutcome]
 WAIT_SECONDS = 1.0  # between looks at a study whose last trials run elsewhere and may still fail
 INTERRUPT_GRACE = 1.0  # seconds workers that got Ctrl-C themselves have before SIGTERM is passed on
 STOP_TIMEOUT = 60  # seconds a stopping worker may take to record its trial before it is killed
@@ -64,8 +67,16 @@ class Worker:
     with its MLflow run FAILED; ``StudyError`` after too many failed trials.
     """
 
-    def __init__(self, opened: OpenStudy, index: int = 0, deadline: float | None = None, log: Log = print):
+    def __init__(
+        self,
+        opened: OpenStudy,
+        index: int = 0,
+        deadline: float | None = None,
+        log: Log = print,
+        trial_body: TrialBody = run_trial,
+    ):
         self.opened, self.index, self.deadline, self.log = opened, index, deadline, log
+        self.trial_body = trial_body
         self.target = opened.cfg.study.n_trials
         self.max_failures = max(3, self.target)
         self.failures = 0
@@ -82,6 +93,7 @@ class Worker:
                 started = time.perf_counter()
                 step = self._next()
                 if step is Next.STOP:
+                    close_failed_runs(self.opened)  # runs a tracking outage left open, if it is back
                     break
                 if step is Next.WAIT:
                     time.sleep(WAIT_SECONDS)
@@ -98,7 +110,7 @@ class Worker:
             ignore_signals()  # record it before anything else stops us
             if self.current is not None:
                 self._record_interrupted(self.current)
-                self.log(f"trial {self.current.number} FAIL (interrupted) | {self._progress()}")
+                self._report_end(self.current.number, "FAIL", None, " (interrupted)")
             raise
         return self.stats
 
@@ -108,10 +120,11 @@ class Worker:
             self.log("timeout reached: no new trials")
             return Next.STOP
         opened = self.opened
+        if opened.heartbeat_interval:
+            close_failed_runs(opened)  # outside the lock: MLflow may be slow to answer
         with opened.lock():
             if opened.heartbeat_interval:
                 optuna.storages.fail_stale_trials(opened.study)  # dead workers' trials: FAIL + retry
-                close_failed_runs(opened)
             counts = opened.counts()
             done, running = keys.counted(counts), counts["running"]
             if done + running < self.target:
@@ -132,7 +145,7 @@ class Worker:
             self.log(f"trial {trial.number} retries trial {retry_of} with the same params")
         tags = {keys.RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
         with heartbeat(opened.storage, trial._trial_id, opened.heartbeat_interval):
-            outcome = run_trial(
+            outcome = self.trial_body(
                 opened.study, trial, opened.cfg, opened.tracker, self.log, self.data_cache, tags=tags
             )
         if outcome.state == TrialState.COMPLETE:
@@ -141,11 +154,19 @@ class Worker:
             opened.study.tell(trial, state=outcome.state)
         self.current = None
         self.failures += outcome.state == TrialState.FAIL
-        opened.update_parent()
+        try:
+            opened.update_parent()
+        except Exception as exc:  # tracking down past its window, artifact store full: next time
+            self.log(f"study's parent run not updated: {type(exc).__name__}: {exc}")
         extra = f" ({outcome.reason})" if outcome.reason and outcome.state != TrialState.COMPLETE else ""
-        value = f" value {outcome.value:.4f}" if outcome.value is not None else ""
-        self.log(f"trial {trial.number} {outcome.state.name}{value}{extra} | {self._progress()}")
+        self._report_end(trial.number, outcome.state.name, outcome.value, extra)
         return outcome
+
+    def _report_end(self, number: int, state: str, value: float | None, extra: str) -> None:
+        """A trial's end: an event for a progress display, or a line with the study's counts."""
+        shown = f" value {value:.4f}" if value is not None else ""
+        event = TrialEvent("end", number, f"trial {number} {state}{shown}{extra}", value=value, state=state)
+        report(self.log, event, lambda: f" | {self._progress()}")
 
     def run_final(self, seconds: float) -> TrialOutcome | None:
         """The study's final run: its best configuration trained for ``seconds`` (once per study)."""
@@ -192,7 +213,7 @@ class Worker:
                 if attempt == 2:
                     raise
                 self.opened.storage.remove_session()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), self.opened.tracker.client.impatient():
             close_failed_runs(self.opened)  # its MLflow run, if one was left RUNNING
 
 
@@ -207,15 +228,13 @@ def _worker_main(
     deadline: float | None,
     queue: Any,
     parent: int,
+    events: Any,
 ) -> None:
-    """Entry point of a spawned worker process; its stats go back through ``queue``."""
+    """Entry point of a spawned worker process; its stats go back through ``queue``, its lines
+    and trial events through ``events`` (to the launching process's progress display)."""
     interrupt_when_parent_dies(parent)
     cfg = parse_study(cfg_dict, source)
-    prefix = f"[w{index}] "
-
-    def log(msg: str) -> None:
-        print(prefix + msg, flush=True)
-
+    log = QueueLog(events, index)
     try:
         opened = open_study(cfg, locations, index, log=log)
         queue.put(dataclasses.asdict(Worker(opened, index, deadline, log).run()))
@@ -226,32 +245,37 @@ def _worker_main(
         sys.exit(1)
 
 
-def run_processes(opened: OpenStudy, workers: int, deadline: float | None) -> tuple[list[WorkerStats], int]:
+def run_processes(
+    opened: OpenStudy, workers: int, deadline: float | None, progress: StudyProgress | None = None
+) -> tuple[list[WorkerStats], int]:
     """Run ``workers`` spawned worker processes to their end: (their stats, how many failed).
 
+    What they log reaches ``progress`` (default: plain lines on stdout) through a queue.
     Ctrl-C reaches the whole process group; a SIGINT or SIGTERM sent to this process alone is
     passed on as SIGTERM. Each worker records its running trial as interrupted and stops.
     """
     cfg = opened.cfg
+    progress = progress or StudyProgress.of(opened.study, cfg.study.n_trials, workers=workers)
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
+    queue, events = ctx.Queue(), ctx.Queue()
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(cfg.to_dict(), cfg.source, opened.locations, i, deadline, queue, os.getpid()),
+            args=(cfg.to_dict(), cfg.source, opened.locations, i, deadline, queue, os.getpid(), events),
             name=f"collatz-hpo-worker-{i}",
         )
         for i in range(workers)
     ]
-    for p in procs:
-        p.start()
-    try:
+    with relay(events, progress):
         for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        ignore_signals()
-        _stop(procs)
-        raise
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            ignore_signals()
+            _stop(procs)
+            raise
     stats = []
     while not queue.empty():
         stats.append(WorkerStats(**queue.get()))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -30,3 +33,15 @@ def wait_until_ok(url: str, proc: subprocess.Popen, timeout: float, log: Path, w
         if proc.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"{what} did not answer {url}:\n{log.read_text()[-2000:]}")
         time.sleep(0.5)
+
+
+def stop_session(proc: subprocess.Popen) -> None:
+    """End a server started in its own session, with the workers it spawned: SIGTERM, then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

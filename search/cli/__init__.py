@@ -2,7 +2,7 @@
 
 Heavy libraries (torch, mlflow, optuna) are imported inside the command functions so that
 `collatz-hpo --help` answers instantly, and each command imports only what it needs. One
-module per group of commands: ``studies`` (launch, worker, status), ``servers`` (server, ui),
+module per group of commands: ``studies`` (launch, worker, status), ``servers`` (server, ui, dashboard),
 ``train``, ``models`` (export, predict, report); ``args`` and ``common`` hold what they share.
 """
 

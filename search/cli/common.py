@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,8 +14,11 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_USAGE",
     "CliError",
+    "add_connect_timeout",
     "add_store_flags",
+    "check_reachable",
     "exec_command",
+    "format_table",
     "existing_study",
     "load_config",
     "locations_of",
@@ -47,6 +51,30 @@ def add_store_flags(p: argparse.ArgumentParser) -> None:
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
+    add_connect_timeout(p)
+
+
+def add_connect_timeout(p: argparse.ArgumentParser) -> None:
+    from search.cli.args import positive_float
+
+    p.add_argument(
+        "--connect-timeout",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="seconds a storage or tracking server has to answer before the command gives up (default: 5)",
+    )
+
+
+def check_reachable(locations: Locations, args: argparse.Namespace, tracking: bool = True) -> None:
+    """Stop with one line (exit 2) unless the storage (and tracking server) answer: before anything
+    is written."""
+    from search.services import ServiceUnreachable, check_services
+
+    try:
+        check_services(locations, getattr(args, "connect_timeout", 5.0), tracking=tracking)
+    except ServiceUnreachable as exc:
+        raise CliError(str(exc)) from None
 
 
 def load_config(path: str, **overrides: Any) -> StudyConfig:
@@ -72,10 +100,12 @@ def study_name(text: str) -> str:
     return load_config(text).study.name if text.endswith(".toml") else text
 
 
-def existing_study(args: argparse.Namespace) -> tuple[Any, Locations]:
-    """(study, locations) of STUDY (a name or a study file); one-line error when there is none."""
+def existing_study(args: argparse.Namespace, tracking: bool = True) -> tuple[Any, Locations]:
+    """(study, locations) of STUDY (a name or a study file); one-line error when there is none or
+    its storage (or, with ``tracking``, its tracking server) does not answer."""
     name = study_name(args.study)
     locations = locations_of(args)
+    check_reachable(locations, args, tracking)
     from search.errors import StudyError
     from search.study import load_existing_study
 
@@ -83,6 +113,18 @@ def existing_study(args: argparse.Namespace) -> tuple[Any, Locations]:
         return load_existing_study(name, locations), locations
     except StudyError as exc:
         raise CliError(str(exc)) from None
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[str] = ()) -> list[str]:
+    """The header and the rows as lines of columns two spaces apart, right-aligned but for the
+    columns named in ``left`` (text)."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
+    align = [str.ljust if h in left else str.rjust for h in header]
+    lines = [
+        "  ".join(a(cell, w) for cell, w, a in zip(row, widths, align, strict=True))
+        for row in (header, *rows)
+    ]
+    return [line.rstrip() for line in lines]
 
 
 def one_line(exc: BaseException) -> str:

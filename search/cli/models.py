@@ -7,7 +7,16 @@ import os
 import sys
 from typing import Any
 
-from search.cli.common import CliError, add_store_flags, existing_study, locations_of, one_line, say
+from search.cli.common import (
+    CliError,
+    add_connect_timeout,
+    add_store_flags,
+    existing_study,
+    format_table,
+    locations_of,
+    one_line,
+    say,
+)
 
 __all__ = ["add_commands"]
 
@@ -75,18 +84,24 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--tracking-uri",
         help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
+    add_connect_timeout(p)
     p.set_defaults(func=_cmd_predict)
 
 
-def _read_integers(text: str) -> list[str]:
-    words = []
-    for line in text.splitlines():
-        words += line.split("#", 1)[0].replace(",", " ").split()
+Inputs = list[tuple[int | None, str]]  # (line number in the file or stdin, or None for an argument; text)
+
+
+def _read_integers(text: str) -> Inputs:
+    words: Inputs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words += [(number, word) for word in line.split("#", 1)[0].replace(",", " ").split()]
     return words
 
 
-def _predict_inputs(args: argparse.Namespace) -> list[str]:
-    values = list(args.values)
+def _predict_inputs(args: argparse.Namespace) -> tuple[Inputs, bool]:
+    """The inputs with where they came from, and whether some came from a file or stdin: then a
+    bad one is reported with its line number and the others are still predicted."""
+    values: Inputs = [(None, value) for value in args.values]
     if args.file:
         try:
             with open(args.file) as fh:
@@ -99,7 +114,7 @@ def _predict_inputs(args: argparse.Namespace) -> list[str]:
         values = _read_integers(sys.stdin.read())
     if not values:
         raise CliError("predict: no integers to predict")
-    return values
+    return values, len(values) > len(args.values)
 
 
 def _load_model(args: argparse.Namespace) -> Any:
@@ -112,10 +127,16 @@ def _load_model(args: argparse.Namespace) -> Any:
         if not args.model.startswith("models:/"):
             return load_export(args.model)
         from search.registry import ModelUriError, resolve_model
+        from search.services import ServiceUnreachable, check_tracking
 
+        locations = locations_of(args)
+        try:
+            check_tracking(locations.tracking_uri, args.connect_timeout)
+        except ServiceUnreachable as exc:
+            raise CliError(f"predict: {exc}") from None
         with tempfile.TemporaryDirectory(prefix="collatz-predict-") as tmp:
             try:
-                return load_export(resolve_model(args.model, locations_of(args), tmp))
+                return load_export(resolve_model(args.model, locations, tmp))
             except ModelUriError as exc:
                 raise CliError(f"predict: {exc}") from None
     except ExportError as exc:
@@ -127,32 +148,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from search.model_io import InputError
 
-    values = _predict_inputs(args)
+    inputs, bulk = _predict_inputs(args)
     model = _load_model(args)
-    try:
-        rows = model.compare(values)
-    except InputError as exc:
-        raise CliError(f"predict: {exc}") from None
+    texts = [text for _, text in inputs]
+    if bulk:
+        rows = model.compare_each(texts)
+        for (line, _), row in zip(inputs, rows, strict=True):
+            if line is not None:
+                row["line"] = line
+    else:
+        try:
+            rows = model.compare(texts)
+        except InputError as exc:
+            raise CliError(f"predict: {exc}") from None
+    failed = [row for row in rows if "error" in row]
+    for row in failed:
+        where = f"line {row['line']}" if "line" in row else "argument"
+        print(f"collatz-hpo: predict: {where}: {row['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows))
-        return 0
+    else:
+        _print_table(rows, model, args.model)
+    return 1 if failed else 0
+
+
+def _print_table(rows: list[dict[str, Any]], model: Any, name: str) -> None:
+    """One row per input (``error`` where the model could not take it), then how many were right."""
     header = ("n", "predicted κ", "true κ", "right")
     table = [
         (
             str(r["n"]),
-            "?" if r["predicted"] is None else str(r["predicted"]),
-            str(r["kappa"]),
-            "yes" if r["correct"] else "no",
+            "-" if "error" in r else "?" if r["predicted"] is None else str(r["predicted"]),
+            "-" if "error" in r else str(r["kappa"]),
+            "error" if "error" in r else "yes" if r["correct"] else "no",
         )
         for r in rows
     ]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
-    for row in (header, *table):
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
-    right = sum(r["correct"] for r in rows)
+    for line in format_table(header, table):
+        print(line)
+    right, failed = sum(r["correct"] for r in rows), sum("error" in r for r in rows)
+    failures = f", {failed} failed (reasons on stderr)" if failed else ""
     trial = model.config.get("trial")
-    print(f"{right}/{len(rows)} right (model {args.model}: trial {trial}, base {model.base})")
-    return 0
+    print(f"{right}/{len(rows) - failed} right{failures} (model {name}: trial {trial}, base {model.base})")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

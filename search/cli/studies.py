@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from search.cli.args import positive_float, positive_int
-from search.cli.common import CliError, add_store_flags, existing_study, load_config, locations_of, say
+from search.cli.common import (
+    CliError,
+    add_store_flags,
+    check_reachable,
+    existing_study,
+    format_table,
+    load_config,
+    locations_of,
+    say,
+)
 
 if TYPE_CHECKING:
     from search.launch import LaunchResult
@@ -52,6 +62,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
         help="a new study first tries the best trials of STUDY (same storage), adapted to its space",
     )
     p.add_argument("--warm-start-k", type=positive_int, default=4, metavar="K", help="how many (default: 4)")
+    p.add_argument("--verbose", action="store_true", help="also print one line per trial epoch")
     add_store_flags(p)
     p.set_defaults(func=_cmd_launch)
 
@@ -62,9 +73,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed, warm_start=warm
     )
     locations = locations_of(args)
+    check_reachable(locations, args)
     from search.launch import launch
+    from search.progress import is_terminal
 
-    result = _run_study(lambda: launch(cfg, locations, workers=args.workers, log=say))
+    result = _run_study(
+        lambda: launch(cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal())
+    )
     c = result.counts
     best = (
         f"; best {result.best_value:.4f} (trial {result.best_trial})" if result.best_trial is not None else ""
@@ -96,6 +111,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     cfg = load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout)
     locations = locations_of(args)
+    check_reachable(locations, args)
     from search.launch import join
 
     try:
@@ -119,13 +135,20 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    study, _ = existing_study(args)
-    import pandas as pd
-
-    from search.report import trials_table
+    study, _ = existing_study(args, tracking=False)
+    from search.report import trial_rows
     from search.study import summarize
 
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(trials_table(study).to_string(index=False))
+    rows = trial_rows(study)
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # params may differ by trial
+    for line in format_table(columns, [[_cell(row.get(c)) for c in columns] for row in rows], left=["note"]):
+        print(line)
     print(summarize(study))
     return 0
+
+
+def _cell(value: object) -> str:
+    """A table cell: floats to 4 significant digits, nothing for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -32,6 +32,7 @@ def cli_env() -> dict[str, str]:
     """The environment of a CLI subprocess: no storage settings, unbuffered output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPTUNA_", "MLFLOW_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a hung process dumps every thread's stack on SIGABRT (``wait``)
     return env
 
 
@@ -103,10 +104,19 @@ class Background:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self._dump_stacks()
             self.kill()
             pytest.fail(f"process did not exit within {timeout}s:\n{self.output}")
         self._reader.join(timeout=5)
         return code
+
+    def _dump_stacks(self) -> None:
+        """SIGABRT to the group: faulthandler prints where each thread of each process hangs."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -136,7 +146,9 @@ class Store:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.load_study(study_name=name, storage=self.optuna_url)
+        # sqlite's 5 s default lock wait is too short while orphaned workers record their trials
+        storage = optuna.storages.RDBStorage(self.optuna_url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return optuna.load_study(study_name=name, storage=storage)
 
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient

@@ -136,6 +136,8 @@ def _long(hpo: Any, n_trials: int = 1, epochs: int = 15) -> str:
 
 
 def _at_epoch_2(prefixes: tuple[str, ...]) -> object:
+    """Per-epoch lines (``launch --verbose``) show that every worker is inside a trial."""
+
     def seen(lines: list[str]) -> bool:
         return all(any(line.startswith(p) and "epoch 2/" in line for line in lines) for p in prefixes)
 
@@ -144,7 +146,7 @@ def _at_epoch_2(prefixes: tuple[str, ...]) -> object:
 
 def test_ctrl_c_marks_the_running_trial_interrupted_and_resume_goes_on(tmp_path: Path, hpo: Any) -> None:
     hpo.write_study(tmp_path, _long(hpo), "long.toml")
-    bg = hpo.Background(["launch", "long.toml"], tmp_path)
+    bg = hpo.Background(["launch", "long.toml", "--verbose"], tmp_path)
     bg.wait_for(_at_epoch_2(("trial 0",)))
     bg.signal_group(signal.SIGINT)
     code = bg.wait(timeout=90)
@@ -170,7 +172,7 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_resume_goes_on(tmp_path:
 
 def test_ctrl_c_with_two_workers_marks_both_trials_interrupted(tmp_path: Path, hpo: Any) -> None:
     hpo.write_study(tmp_path, _long(hpo, n_trials=2, epochs=200), "long.toml")
-    bg = hpo.Background(["launch", "long.toml", "--workers", "2"], tmp_path)
+    bg = hpo.Background(["launch", "long.toml", "--workers", "2", "--verbose"], tmp_path)
     bg.wait_for(_at_epoch_2(("[w0] trial", "[w1] trial")), timeout=180)
     bg.signal_group(signal.SIGINT)
     code = bg.wait(timeout=120)
@@ -189,7 +191,7 @@ def test_ctrl_c_with_two_workers_marks_both_trials_interrupted(tmp_path: Path, h
 def test_stopping_launch_alone_stops_its_workers_cleanly(tmp_path: Path, hpo: Any, how: str) -> None:
     """SIGTERM to `launch` (a scheduler) or SIGKILL of it alone: no worker goes on orphaned."""
     hpo.write_study(tmp_path, _long(hpo, n_trials=2, epochs=200), "long.toml")
-    bg = hpo.Background(["launch", "long.toml", "--workers", "2"], tmp_path)
+    bg = hpo.Background(["launch", "long.toml", "--workers", "2", "--verbose"], tmp_path)
     bg.wait_for(_at_epoch_2(("[w0] trial", "[w1] trial")), timeout=180)
     os.kill(bg.proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)  # not the group
     code = bg.wait(timeout=120)
@@ -206,7 +208,7 @@ def test_stopping_launch_alone_stops_its_workers_cleanly(tmp_path: Path, hpo: An
 
 def test_dead_worker_trial_is_failed_on_next_launch(tmp_path: Path, hpo: Any) -> None:
     hpo.write_study(tmp_path, _long(hpo), "long.toml")
-    bg = hpo.Background(["launch", "long.toml"], tmp_path)
+    bg = hpo.Background(["launch", "long.toml", "--verbose"], tmp_path)
     bg.wait_for(_at_epoch_2(("trial 0",)))
     bg.signal_group(signal.SIGKILL)
     assert bg.wait(timeout=30) == -signal.SIGKILL

@@ -95,7 +95,7 @@ def test_base_sweep_is_a_grid_over_bases_only() -> None:
         "d_model": 64,
         "nhead": 4,
         "num_layers": 2,
-        "lr": 1e-3,
+        "lr": 3e-3,
         "dropout": 0.0,
         "num_decoder_layers": 1,
     }

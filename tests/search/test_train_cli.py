@@ -10,6 +10,7 @@ import pytest
 from cli_helpers import assert_one_line_error, run_main
 
 from search.cli import build_parser
+from search.cli.train import run_config_of
 from search.runconfig import RunConfig
 
 TINY = [
@@ -20,9 +21,7 @@ TINY = [
 
 
 def _train_args(argv: list[str]) -> RunConfig:
-    args = build_parser().parse_args(["train", *argv])
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{**values, "data_range": tuple(values["data_range"])})
+    return run_config_of(build_parser().parse_args(["train", *argv]))
 
 
 def test_no_flags_is_exactly_the_default_run_config() -> None:
