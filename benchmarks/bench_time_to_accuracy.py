@@ -93,13 +93,20 @@ def plot(study: list[dict], runs: list[dict], path: Path) -> None:
         xs, [p["test_exact_match"] for p in study], where="post", label="hour study: best trial so far (test)"
     )
     for run in runs:
-        ax.plot(
+        (line,) = ax.plot(
             [p["seconds"] / 60 for p in run["curve"]],
             [p["val_exact_match"] for p in run["curve"]],
             marker=".",
             label=f"{run['label']} (validation per epoch)",
         )
-        ax.scatter([run["wall_seconds"] / 60], [run["test_exact_match"]], marker="*", s=120, zorder=3)
+        ax.scatter(
+            [run["wall_seconds"] / 60],
+            [run["test_exact_match"]],
+            marker="*",
+            s=120,
+            zorder=3,
+            color=line.get_color(),
+        )
     ax.set_xlabel("wall-clock minutes")
     ax.set_ylabel("exact match")
     ax.set_ylim(0, 1)
