@@ -41,8 +41,7 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--artifacts-destination", default="./mlartifacts", help="where the server stores artifacts"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
+    _add_address(p, 5000)
     p.add_argument("--workers", type=positive_int, default=1, help="server worker processes")
     p.add_argument("--allowed-hosts", help="comma-separated Host headers to accept (when not on localhost)")
     p.add_argument("--basic-auth", action="store_true", help="enable MLflow's basic-auth app")
@@ -86,8 +85,7 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
         "trial runs of STUDY (default: of every study in the store) in its training view.",
     )
     p.add_argument("study", metavar="STUDY", nargs="?", help="study name or study file (default: all)")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--host", default="127.0.0.1")
+    _add_address(p, 5000)
     p.add_argument("--tracking-uri", help="backend store (default: the embedded sqlite:///mlruns/mlflow.db)")
     p.set_defaults(func=_cmd_ui)
 
@@ -117,8 +115,7 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
         "the optional extra: pip install 'collatz-hpo[dashboard]'.",
     )
     p.add_argument("study", metavar="STUDY", help="study name or study file")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--host", default="127.0.0.1")
+    _add_address(p, 8080)
     add_store_flags(p)
     p.set_defaults(func=_cmd_dashboard)
 
@@ -139,3 +136,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         say("warning: optuna-dashboard has no authentication: whoever reaches it can change the study")
     say(f"study '{study.study_name}': {dashboard_link(base, study._study_id)}")
     return exec_command(dashboard_command(locations.storage, args.host, args.port))
+
+
+def _add_address(p: argparse.ArgumentParser, port: int) -> None:
+    """--host and --port of a server command (localhost unless the user says otherwise)."""
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=port, help=f"port to listen on (default: {port})")
