@@ -54,6 +54,50 @@ def study_curve(study: optuna.Study, started: float) -> list[dict[str, Any]]:
     return curve
 
 
+def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial of the hour: what it tried, how far it went and what it measured."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "final_of": t.user_attrs.get(keys.FINAL_OF_ATTR),
+                "init_from": keys.final_init_from(t),
+                "params": keys.trial_params(t),
+                "value": t.value,
+                "samples_reported": max(t.intermediate_values, default=None),
+                "test_exact_match": keys.test_exact_match(t),
+                "minutes": (t.datetime_complete - t.datetime_start).total_seconds() / 60
+                if t.datetime_complete and t.datetime_start
+                else None,
+            }
+        )
+    return rows
+
+
+def class_figures(study: optuna.Study, number: int, tracking_uri: str) -> dict[str, dict[str, float]]:
+    """Held-out exact match per (k, k') class of trial ``number``, from its test_predictions.csv."""
+    import csv
+    import tempfile
+    from collections import Counter
+
+    from mlflow.artifacts import download_artifacts
+
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"runs:/{keys.run_id(trial)}/test_predictions.csv"
+        path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    total, right = Counter(), Counter()
+    for row in rows:
+        cls = f"{row['k']},{row['k_prime']}"
+        total[cls] += 1
+        right[cls] += int(row["correct"])
+    return {c: {"count": total[c], "exact_match": right[c] / total[c]} for c in sorted(total)}
+
+
 def single_run(cfg: RunConfig, label: str) -> dict[str, Any]:
     """Train ``cfg`` alone; its validation curve against wall time and its held-out test figure."""
     start = time.perf_counter()
@@ -174,9 +218,25 @@ def main() -> None:
             f"study end: best trial {final['trial']} test exact match {final['test_exact_match']:.4f}"
             f"{' (the final run)' if final['final'] else ''}"
         )
+    trials = trials_table(study)
+    for row in trials:
+        value, test = row["value"], row["test_exact_match"]
+        print(
+            f"trial {row['trial']:3d} {row['state']:8} value {'-' if value is None else f'{value:.4f}':>6}"
+            f" test {'-' if test is None else f'{test:.4f}':>6}"
+            f" samples {row['samples_reported']!s:>9} {row['minutes'] or 0:5.1f} min"
+            f"{' final of ' + str(row['final_of']) if row['final_of'] is not None else ''} {row['params']}"
+        )
+    classes = class_figures(study, final["trial"], loc.tracking_uri) if final else {}
+    shown = ", ".join(f"({c}) {v['exact_match']:.0%}" for c, v in classes.items() if v["count"] >= 20)
+    print(f"hour's best by (k, k') class, classes with >= 20 held-out inputs: {shown}")
     plot(curve, [default, found], out / "time_to_accuracy.png")
     (out / "time_to_accuracy.json").write_text(
-        json.dumps({"study": curve, "runs": [default, found]}, indent=2)
+        json.dumps(
+            {"study": curve, "runs": [default, found], "trials": trials, "best_by_class": classes},
+            indent=2,
+            default=str,
+        )
     )
     print(f"wrote {out / 'time_to_accuracy.png'} and {out / 'time_to_accuracy.json'}")
 

@@ -1,6 +1,6 @@
 """collatz-hpo core: the Collatz ML library (pure torch + numpy; no optuna, no mlflow)."""
 
-from core.checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, load_weights, resume_candidates, save_checkpoint
 from core.collatz import LongSteps, long_step, long_steps, loop_lengths
 from core.data import (
     BatchIterator,
@@ -49,6 +49,7 @@ __all__ = [
     "count_odd",
     "exact_match_mask",
     "load_checkpoint",
+    "load_weights",
     "resume_candidates",
     "long_step",
     "long_steps",

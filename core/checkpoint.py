@@ -10,7 +10,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "resume_candidates", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_weights",
+    "resume_candidates",
+    "save_checkpoint",
+]
 
 CHECKPOINT_VERSION = 1
 _REQUIRED = ("model_config", "model_state", "epoch")
@@ -56,6 +63,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in _REQUIRED):
         raise CheckpointError(f"{path} is not a collatz-hpo checkpoint (missing model config/state)")
+    return ckpt
+
+
+def load_weights(
+    model: torch.nn.Module, path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint's weights into ``model``, whose config must be the one it was saved
+    with; returns the whole checkpoint for the caller's other keys. An unreadable file is a
+    ``CheckpointError`` (damage); another model's checkpoint a plain ``ValueError`` (a wrong path)."""
+    ckpt = load_checkpoint(path, map_location)
+    expected = model.config.to_dict()
+    if ckpt["model_config"] != expected:
+        raise ValueError(
+            f"checkpoint {path} was made for model config {ckpt['model_config']}, not {expected}"
+        )
+    model.load_state_dict(ckpt["model_state"])
     return ckpt
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
+from core.checkpoint import CheckpointError, load_weights, resume_candidates, save_checkpoint
 from core.encoding import PAD
 from core.metrics import exact_match_mask
 from core.model import CollatzTransformer
@@ -240,13 +240,7 @@ class Trainer:
         return path
 
     def _restore(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
-        if ckpt["model_config"] != self.model.config.to_dict():
-            raise ValueError(
-                f"checkpoint {path} was made for model config {ckpt['model_config']}, "
-                f"not {self.model.config.to_dict()}"
-            )
-        self.model.load_state_dict(ckpt["model_state"])
+        ckpt = load_weights(self.model, path, map_location=self.device)
         if self.optimizer is not None and ckpt.get("optimizer_state") is not None:
             self.optimizer.load_state_dict(ckpt["optimizer_state"])
         if self.lr_scheduler is not None and ckpt.get("scheduler_state") is not None:

@@ -384,12 +384,16 @@ class FinalSection(_Section):
     are done: ``threads`` torch threads (the search's workers have stopped), no pruning, a time
     budget of ``seconds``, or whatever is left until ``end_at`` seconds after the launch began
     (less a reserve for the test evaluation). A ``warmup_*`` schedule is planned over it.
+    ``init``: ``scratch`` trains the configuration anew; ``best_trial`` starts from the best
+    search trial's best checkpoint (its weights; optimizer and schedule fresh), so the samples
+    that trial already trained on are not paid for twice.
     """
 
     seconds: float | None = Field(None, gt=0)
     end_at: float | None = Field(None, gt=0)
     threads: int = Field(2, ge=1)
     epochs: int = Field(10_000, ge=1)  # an upper bound: the time budget ends the run
+    init: Literal["scratch", "best_trial"] = "scratch"
 
     @model_validator(mode="after")
     def _one_budget(self) -> FinalSection:

@@ -42,6 +42,7 @@ TRAIN_STEPS_ATTR = "train_steps"
 WARM_START_ATTR = "warm_start_from"  # "<study>:<trial>" a warm-started trial took its params from
 FINAL_ATTR = "final"  # the final run (best configuration trained longer): its budget in seconds
 FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
+FINAL_INIT_ATTR = "final_init_from"  # the checkpoint a final run starts from ([final] init)
 
 # --- MLflow tags ---------------------------------------------------------------------------------
 ROLE_TAG = "collatz_hpo.role"  # "study" (parent run), "trial" (child run) or "export"
@@ -190,6 +191,15 @@ def final_seconds(trial: FrozenTrial) -> float | None:
     return trial.user_attrs.get(FINAL_ATTR)
 
 
-def final_user_attrs(of: FrozenTrial, seconds: float) -> dict[str, Any]:
-    """What marks an enqueued trial as the final run of ``of``'s configuration."""
-    return {FINAL_ATTR: seconds, FINAL_OF_ATTR: of.number}
+def final_user_attrs(of: FrozenTrial, seconds: float, init_from: str | None = None) -> dict[str, Any]:
+    """What marks an enqueued trial as the final run of ``of``'s configuration (started from
+    the checkpoint ``init_from``, or from scratch)."""
+    attrs: dict[str, Any] = {FINAL_ATTR: seconds, FINAL_OF_ATTR: of.number}
+    if init_from is not None:
+        attrs[FINAL_INIT_ATTR] = init_from
+    return attrs
+
+
+def final_init_from(trial: FrozenTrial) -> str | None:
+    """The checkpoint a final run starts from; None: from scratch (or not a final run)."""
+    return trial.user_attrs.get(FINAL_INIT_ATTR)

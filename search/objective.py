@@ -32,7 +32,13 @@ from search.runconfig import RunConfig
 from search.signals import ignore_signals
 from search.space import suggest
 from search.system_metrics import system_metrics
-from search.tracking import StudyTracker, class_metrics, flatten_test_metrics
+from search.tracking import (
+    CHECKPOINT_ARTIFACTS,
+    StudyTracker,
+    class_metrics,
+    fetch_checkpoint,
+    flatten_test_metrics,
+)
 
 __all__ = ["TrialOutcome", "run_config_for", "run_trial"]
 
@@ -98,7 +104,7 @@ def trial_run_config(study: optuna.Study, number: int | None = None) -> RunConfi
     cfg = parse_study(saved, source=f"study '{study.study_name}'")
     params, final = keys.trial_params(trial), keys.final_seconds(trial)
     if final is not None:
-        return final_run_config(cfg, params, trial.number, final)
+        return final_run_config(cfg, params, trial.number, final, keys.final_init_from(trial))
     return run_config_for(cfg, params, trial.number)
 
 
@@ -112,10 +118,15 @@ def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 
 def final_run_config(
-    cfg: StudyConfig, params: dict[str, Any], trial_number: int, seconds: float
+    cfg: StudyConfig,
+    params: dict[str, Any],
+    trial_number: int,
+    seconds: float,
+    init_from: str | None = None,
 ) -> RunConfig:
     """The final run's config: a trial's, trained for ``seconds`` with ``[final]``'s threads and
-    epoch bound, no early stopping (its schedule is planned over that budget)."""
+    epoch bound, no early stopping (its schedule is planned over that budget), from the
+    checkpoint ``init_from`` when ``[final] init`` chose one."""
     assert cfg.final is not None
     return dataclasses.replace(
         run_config_for(cfg, params, trial_number),
@@ -123,6 +134,7 @@ def final_run_config(
         threads=cfg.final.threads,
         epochs=cfg.final.epochs,
         early_stopping_patience=None,
+        init_from=init_from,
     )
 
 
@@ -239,7 +251,7 @@ def run_trial(
                 data_cache[run_cfg.base] = build_data(run_cfg)
             data = data_cache[run_cfg.base]
             cb = TrialCallback(trial, tracker, run_id, cfg, data[1], log, run_cfg.epochs, prune=final is None)
-            result = execute(run_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
+            result = execute(_fetched(run_cfg, tracker, tmp), ckpt_dir, callbacks=[cb], log=None, data=data)
             cb.compute_seconds += result.eval_seconds
             value = _best(result.history[cfg.study.metric], cfg.study.direction == "maximize")
             test = flatten_test_metrics(result.test)
@@ -280,7 +292,17 @@ def _sample(
     if final is None:
         return params, run_config_for(cfg, params, trial.number), dict(tags or {}), None
     tags = {**(tags or {}), keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
-    return params, final_run_config(cfg, params, trial.number, final), tags, final
+    init_from = keys.final_init_from(trial)
+    return params, final_run_config(cfg, params, trial.number, final, init_from), tags, final
+
+
+def _fetched(run_cfg: RunConfig, tracker: StudyTracker, tmp: str) -> RunConfig:
+    """``run_cfg`` with its ``init_from`` checkpoint copied from the store into ``tmp`` (the
+    run's recorded params keep the ``runs:/`` URI)."""
+    if not run_cfg.init_in_store:
+        return run_cfg
+    local = fetch_checkpoint(run_cfg.init_from, tracker.tracking_uri, Path(tmp, "init"))
+    return dataclasses.replace(run_cfg, init_from=str(local))
 
 
 def _not_started(trial: optuna.Trial, log: Log, exc: Exception) -> TrialOutcome:
@@ -298,7 +320,7 @@ def _close(
     gone past its outage window) FAILs the trial; a run left open is closed FAILED by recovery."""
     try:
         if tracker.client.reachable and ckpt_dir.is_dir():
-            tracker.log_artifacts(run_id, sorted(ckpt_dir.glob("*.pt")), "checkpoints")
+            tracker.log_artifacts(run_id, sorted(ckpt_dir.glob("*.pt")), CHECKPOINT_ARTIFACTS)
     except Exception as exc:
         out = _failed(out, f"checkpoint upload failed: {type(exc).__name__}: {exc}")
     try:

@@ -25,12 +25,14 @@ from core import (
     class_balance_weights,
     compute_collatz_metrics,
     load_checkpoint,
+    load_weights,
     make_splits,
     split_values,
 )
 from search.runconfig import RunConfig
 
 __all__ = [
+    "InitFromError",
     "RunResult",
     "build_data",
     "build_model",
@@ -134,6 +136,21 @@ def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
 
 
+class InitFromError(ValueError):
+    """``init_from`` names no readable checkpoint of this run's model (raised before training)."""
+
+
+def init_weights(model: CollatzTransformer, cfg: RunConfig) -> None:
+    """Start ``model`` from the weights of the local checkpoint ``cfg.init_from``."""
+    assert cfg.init_from is not None
+    if cfg.init_in_store:
+        raise InitFromError(f"init_from {cfg.init_from}: fetch it from the store first (fetch_checkpoint)")
+    try:
+        load_weights(model, cfg.init_from)
+    except ValueError as exc:  # CheckpointError (unreadable) or another model's checkpoint
+        raise InitFromError(f"init_from: {exc}") from exc
+
+
 class TimeBudget(Callback):
     """Ends training normally once ``seconds`` of training have passed (checked per epoch;
     a resumed run counts the time of the runs before it)."""
@@ -180,6 +197,8 @@ def execute(
     device = resolve_device(cfg.device)
     train, val, test = data or build_data(cfg)
     model = build_model(cfg, train)
+    if cfg.init_from is not None:
+        init_weights(model, cfg)
     optimizer = build_optimizer(cfg, model)
     batches = build_batches(cfg, train)
     scheduler = build_scheduler(cfg, optimizer, len(batches))

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from core import ModelConfig, WarmupDecay
 
-__all__ = ["RunConfig", "check_split_sizes", "count_odd", "load_params"]
+__all__ = ["STORE_URI", "RunConfig", "check_split_sizes", "count_odd", "load_params"]
+
+
+STORE_URI = "runs:/"  # an init_from starting so names an artifact of the MLflow store, not a file
 
 
 def _knob(default: Any, help: str, flag: str | None = None) -> Any:
@@ -69,6 +72,11 @@ class RunConfig:
         "class balance of training inputs: 0 samples them uniformly, 1 gives every (k, k') class "
         "the same share (validation and test keep the natural distribution)",
     )
+    init_from: str | None = _knob(
+        None,
+        "start from the model weights of this checkpoint (a best.pt/last.pt file, or runs:/RUN_ID/PATH "
+        "in the store): same model settings; optimizer and schedule start fresh",
+    )
     max_grad_norm: float | None = _knob(1.0, "gradient clipping norm (none: no clipping)")
     time_budget: float | None = _knob(180.0, "training time budget in seconds", flag="--seconds")
     seed: int = _knob(0, "seed of initialisation and batch order")
@@ -113,6 +121,11 @@ class RunConfig:
         if not self.scheduler.startswith("warmup_"):
             return None
         return WarmupDecay(self.scheduler.removeprefix("warmup_"), self.warmup, self.lr_floor)
+
+    @property
+    def init_in_store(self) -> bool:
+        """Whether ``init_from`` is a ``runs:/`` URI (fetched by ``search.tracking.fetch_checkpoint``)."""
+        return self.init_from is not None and self.init_from.startswith(STORE_URI)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

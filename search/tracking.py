@@ -28,6 +28,7 @@ from search import keys
 from search.datasets import study_inputs
 from search.locations import mask
 from search.retry import DEFAULT_WINDOW
+from search.runconfig import STORE_URI
 from search.tracking_client import ResilientClient
 
 if TYPE_CHECKING:
@@ -41,12 +42,30 @@ __all__ = [
     "ExperimentTracker",
     "StudyTracker",
     "Tracker",
+    "CHECKPOINT_ARTIFACTS",
+    "checkpoint_uri",
     "class_metrics",
+    "fetch_checkpoint",
     "flatten_test_metrics",
 ]
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _BATCH = 900  # MLflow caps a log_batch at 1000 metrics
+CHECKPOINT_ARTIFACTS = "checkpoints"  # a trial run's artifact folder of best.pt / last.pt
+
+
+def checkpoint_uri(run_id: str, name: str = "best.pt") -> str:
+    """Where a trial run's checkpoint lies in the store (``run_trial`` uploads them there)."""
+    return f"{STORE_URI}{run_id}/{CHECKPOINT_ARTIFACTS}/{name}"
+
+
+def fetch_checkpoint(uri: str, tracking_uri: str, dst: str | Path) -> Path:
+    """A local copy of a ``runs:/RUN_ID/PATH`` checkpoint (a local path is returned as is)."""
+    if not uri.startswith(STORE_URI):
+        return Path(uri)
+    from mlflow.artifacts import download_artifacts
+
+    return Path(download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))
 
 
 def _now() -> int:

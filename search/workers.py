@@ -32,6 +32,7 @@ from search.progress import QueueLog, StudyProgress, TrialEvent, relay, report
 from search.signals import ignore_signals, interrupt_when_parent_dies
 from search.storage import heartbeat
 from search.study import OpenStudy, close_failed_runs, open_study, summarize
+from search.tracking import checkpoint_uri
 
 __all__ = ["TrialBody", "Worker", "WorkerStats", "run_processes"]
 
@@ -178,9 +179,14 @@ class Worker:
         if best is None:
             self.log("final run skipped: no complete trial")
             return None
-        self.log(f"final run: the configuration of trial {best.number} for {seconds:.0f}s")
+        init_from = None
+        if self.opened.cfg.final is not None and self.opened.cfg.final.init == "best_trial":
+            run_id = keys.run_id(best)
+            init_from = checkpoint_uri(run_id) if run_id is not None else None
+        start = f"from its best checkpoint ({init_from})" if init_from else "from scratch"
+        self.log(f"final run: the configuration of trial {best.number} for {seconds:.0f}s, {start}")
         with self.opened.lock():
-            study.enqueue_trial(best.params, user_attrs=keys.final_user_attrs(best, seconds))
+            study.enqueue_trial(best.params, user_attrs=keys.final_user_attrs(best, seconds, init_from))
             self.current = study.ask()
             keys.mark_worker(self.current)
         try:

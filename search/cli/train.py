@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.cli.args import int_expr, non_negative_float, or_none, positive_float, positive_int
@@ -30,6 +31,7 @@ _FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     "warmup": non_negative_float,
     "lr_floor": non_negative_float,
     "balance": non_negative_float,
+    "init_from": str,
 }
 
 
@@ -61,7 +63,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
             base = next(a for a in args if a is not type(None)) if args else kind
             parse = _FIELD_TYPES.get(f.name) or (positive_int if base is int else positive_float)
             kwargs["type"] = or_none(parse) if type(None) in args else parse
-            kwargs["metavar"] = "N" if base is int else "X"
+            kwargs["metavar"] = {int: "N", str: "PATH"}.get(base, "X")
         p.add_argument(flag, **kwargs)
 
 
@@ -107,6 +109,8 @@ def run_config_of(args: argparse.Namespace) -> RunConfig:
             base = RunConfig()
         cfg = base.replace(**flags)
         cfg.validate()
+        if cfg.init_from is not None and not cfg.init_in_store and not Path(cfg.init_from).is_file():
+            raise ValueError(f"--init-from {cfg.init_from}: no such checkpoint file")
     except (ValueError, TypeError) as exc:
         raise CliError(f"train: {exc}") from None
     return cfg
@@ -127,13 +131,32 @@ def _trial_config(args: argparse.Namespace) -> RunConfig:
         raise ValueError(str(exc)) from None
 
 
+def _fetched(cfg: RunConfig, args: argparse.Namespace, tmp: str) -> RunConfig:
+    """``cfg`` with an ``init_from`` in the store (``runs:/...``, e.g. a final run's) copied to ``tmp``."""
+    if not cfg.init_in_store:
+        return cfg
+    from search.tracking import fetch_checkpoint
+
+    try:
+        local = fetch_checkpoint(cfg.init_from, locations_of(args).tracking_uri, tmp)
+    except Exception as exc:  # MLflow raises several types for a missing run or artifact
+        raise CliError(f"train: --init-from {cfg.init_from}: {str(exc).splitlines()[0]}") from None
+    return cfg.replace(init_from=str(local))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
+    import tempfile
 
     cfg = run_config_of(args)
-    from search.run import execute
+    from search.run import InitFromError, execute
 
-    result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=None if args.json else say)
+    with tempfile.TemporaryDirectory(prefix="collatz-init-") as tmp:
+        cfg = _fetched(cfg, args, tmp)
+        try:
+            result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=None if args.json else say)
+        except InitFromError as exc:  # raised before training: nothing written
+            raise CliError(f"train: {exc}") from None
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -43,7 +43,7 @@ def recipe_study(tmp_path_factory: pytest.TempPathFactory, hpo: Any) -> tuple[Pa
     text = _recipe_study(
         hpo,
         "recipe",
-        final="seconds = 2\nepochs = 2\nthreads = 1",
+        final='seconds = 2\nepochs = 2\nthreads = 1\ninit = "best_trial"',
         metric="val_exact_match",
         study_extra='prune_on = "val_loss"',
         pruner='type = "median"\nunit = "samples"\nn_startup_trials = 1\nn_warmup_steps = 0',
@@ -102,6 +102,23 @@ def test_final_run_trains_the_best_configuration_once(
     assert (config["time_budget"], config["threads"], config["epochs"]) == (2, 1, 2)
     assert config["early_stopping_patience"] is None
     assert "final run: the configuration of trial" in proc.stdout
+    # [final] init = "best_trial": it starts from the best search trial's best checkpoint
+    uri = f"runs:/{of.user_attrs['mlflow_run_id']}/checkpoints/best.pt"
+    assert final.user_attrs["final_init_from"] == uri and config["init_from"] == uri
+    assert run.data.params["init_from"] == uri
+    assert f"from its best checkpoint ({uri})" in proc.stdout
+
+
+def test_train_from_a_final_trial_fetches_its_starting_checkpoint(
+    recipe_study: tuple[Path, Any], hpo: Any
+) -> None:
+    root, _ = recipe_study
+    args = ["train", "--from-trial", "recipe:4", "--seconds", "1", "--epochs", "1", "--json"]
+    proc = hpo.check(hpo.run_cli([*args, "--checkpoint-dir", "ck"], root))
+    assert json.loads(proc.stdout)["samples_seen"] > 0
+    bad = hpo.run_cli([*args, "--init-from", "runs:/0123456789abcdef/checkpoints/best.pt"], root)
+    assert bad.returncode == 2 and "--init-from runs:/0123456789abcdef" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 def test_relaunch_runs_no_second_final(recipe_study: tuple[Path, Any], hpo: Any) -> None:

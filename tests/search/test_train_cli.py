@@ -74,3 +74,38 @@ def test_bad_settings_are_one_line_and_write_nothing(
     assert code == 2
     assert_one_line_error(code, err, "train:", *needles)
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_init_from_starts_from_the_checkpoint_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    code, _, err = run_main(["train", *TINY, "--json", "--checkpoint-dir", "a"], tmp_path, capsys)
+    assert code == 0, err
+    # a further epoch at a vanishing learning rate: the weights it saves are the ones it started from
+    args = ["train", *TINY, "--epochs", "1", "--lr", "1e-12", "--init-from", "a/best.pt", "--json"]
+    code, _, err = run_main([*args, "--checkpoint-dir", "b"], tmp_path, capsys)
+    assert code == 0, err
+    start = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model_state"]
+    after = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["model_state"]
+    assert start.keys() == after.keys()
+    for name, value in start.items():
+        assert torch.allclose(value, after[name], atol=1e-8), name
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--init-from", "nosuch.pt"], "--init-from nosuch.pt: no such checkpoint file"),
+        (["--init-from", "a/best.pt", "--d-model", "32"], "was made for model config"),
+    ],
+)
+def test_a_bad_init_from_is_one_line_and_writes_nothing(
+    flags: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_main(["train", *TINY, "--epochs", "1", "--checkpoint-dir", "a"], tmp_path, capsys)
+    assert code == 0, err
+    code, _, err = run_main(["train", *TINY, *flags, "--checkpoint-dir", "ckpt"], tmp_path, capsys)
+    assert_one_line_error(code, err, "train:", needle)
+    assert code == 2 and not (tmp_path / "ckpt").exists()
