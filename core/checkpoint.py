@@ -35,11 +35,18 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"version": CHECKPOINT_VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        # A path, not a Python file object: torch then writes from C++, and a Ctrl-C/SIGTERM
+        # arriving mid-write raises KeyboardInterrupt once the write returns. Through a file
+        # object it is raised inside torch's write callback, whose zip writer swallows it and
+        # reports a short write ("unexpected pos"): an interrupted trial would read as a disk error.
+        torch.save({"version": CHECKPOINT_VERSION, **payload}, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException as exc:
         # torch's zip writer reports a full disk as "unexpected pos": say what it was

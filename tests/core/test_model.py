@@ -339,8 +339,8 @@ def test_save_checkpoint_is_atomic(
     path = write_checkpoint(model, tmp_path / "last.pt")
     before = path.read_bytes()
 
-    def crash(obj: object, f: object, *args: object, **kwargs: object) -> None:
-        f.write(b"partial")  # type: ignore[attr-defined]
+    def crash(obj: object, f: str, *args: object, **kwargs: object) -> None:
+        Path(f).write_bytes(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
@@ -350,6 +350,28 @@ def test_save_checkpoint_is_atomic(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_an_interrupt_during_a_checkpoint_write_stays_an_interrupt(tmp_path: Path) -> None:
+    """Ctrl-C/SIGTERM mid-write: KeyboardInterrupt (not a disk error), the old file intact."""
+    import signal
+
+    path = save_checkpoint(tmp_path / "last.pt", {"model_config": {}, "model_state": {}, "epoch": 1})
+    big = {"model_config": {}, "model_state": {"w": torch.ones(100_000_000)}, "epoch": 2}  # 400 MB
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # well inside a 400 MB write
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(path, big)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
