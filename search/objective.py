@@ -36,7 +36,7 @@ from search.tracking import (
     CHECKPOINT_ARTIFACTS,
     StudyTracker,
     class_metrics,
-    fetch_checkpoint,
+    fetch_init,
     flatten_test_metrics,
 )
 
@@ -251,7 +251,8 @@ def run_trial(
                 data_cache[run_cfg.base] = build_data(run_cfg)
             data = data_cache[run_cfg.base]
             cb = TrialCallback(trial, tracker, run_id, cfg, data[1], log, run_cfg.epochs, prune=final is None)
-            result = execute(_fetched(run_cfg, tracker, tmp), ckpt_dir, callbacks=[cb], log=None, data=data)
+            local_cfg = fetch_init(run_cfg, tracker.tracking_uri, Path(tmp, "init"))
+            result = execute(local_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
             cb.compute_seconds += result.eval_seconds
             value = _best(result.history[cfg.study.metric], cfg.study.direction == "maximize")
             test = flatten_test_metrics(result.test)
@@ -294,15 +295,6 @@ def _sample(
     tags = {**(tags or {}), keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
     init_from = keys.final_init_from(trial)
     return params, final_run_config(cfg, params, trial.number, final, init_from), tags, final
-
-
-def _fetched(run_cfg: RunConfig, tracker: StudyTracker, tmp: str) -> RunConfig:
-    """``run_cfg`` with its ``init_from`` checkpoint copied from the store into ``tmp`` (the
-    run's recorded params keep the ``runs:/`` URI)."""
-    if not run_cfg.init_in_store:
-        return run_cfg
-    local = fetch_checkpoint(run_cfg.init_from, tracker.tracking_uri, Path(tmp, "init"))
-    return dataclasses.replace(run_cfg, init_from=str(local))
 
 
 def _not_started(trial: optuna.Trial, log: Log, exc: Exception) -> TrialOutcome:

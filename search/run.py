@@ -144,7 +144,7 @@ def init_weights(model: CollatzTransformer, cfg: RunConfig) -> None:
     """Start ``model`` from the weights of the local checkpoint ``cfg.init_from``."""
     assert cfg.init_from is not None
     if cfg.init_in_store:
-        raise InitFromError(f"init_from {cfg.init_from}: fetch it from the store first (fetch_checkpoint)")
+        raise InitFromError(f"init_from {cfg.init_from}: fetch it from the store first (fetch_init)")
     try:
         load_weights(model, cfg.init_from)
     except ValueError as exc:  # CheckpointError (unreadable) or another model's checkpoint

@@ -28,7 +28,7 @@ from search import keys
 from search.datasets import study_inputs
 from search.locations import mask
 from search.retry import DEFAULT_WINDOW
-from search.runconfig import STORE_URI
+from search.runconfig import STORE_URI, RunConfig
 from search.tracking_client import ResilientClient
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ __all__ = [
     "CHECKPOINT_ARTIFACTS",
     "checkpoint_uri",
     "class_metrics",
-    "fetch_checkpoint",
+    "fetch_init",
     "flatten_test_metrics",
 ]
 
@@ -59,13 +59,16 @@ def checkpoint_uri(run_id: str, name: str = "best.pt") -> str:
     return f"{STORE_URI}{run_id}/{CHECKPOINT_ARTIFACTS}/{name}"
 
 
-def fetch_checkpoint(uri: str, tracking_uri: str, dst: str | Path) -> Path:
-    """A local copy of a ``runs:/RUN_ID/PATH`` checkpoint (a local path is returned as is)."""
-    if not uri.startswith(STORE_URI):
-        return Path(uri)
+def fetch_init(cfg: RunConfig, tracking_uri: str, dst: str | Path) -> RunConfig:
+    """``cfg`` with its ``runs:/RUN_ID/PATH`` ``init_from`` copied from the store into ``dst``
+    (``cfg`` itself when it starts from a local file or from scratch). The run's recorded params
+    keep the URI; the copy is what training reads."""
+    if not cfg.init_in_store:
+        return cfg
     from mlflow.artifacts import download_artifacts
 
-    return Path(download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri))
+    local = download_artifacts(artifact_uri=cfg.init_from, dst_path=str(dst), tracking_uri=tracking_uri)
+    return cfg.replace(init_from=local)
 
 
 def _now() -> int:

@@ -134,14 +134,13 @@ def _trial_config(args: argparse.Namespace) -> RunConfig:
 def _fetched(cfg: RunConfig, args: argparse.Namespace, tmp: str) -> RunConfig:
     """``cfg`` with an ``init_from`` in the store (``runs:/...``, e.g. a final run's) copied to ``tmp``."""
     if not cfg.init_in_store:
-        return cfg
-    from search.tracking import fetch_checkpoint
+        return cfg  # imports no MLflow
+    from search.tracking import fetch_init
 
     try:
-        local = fetch_checkpoint(cfg.init_from, locations_of(args).tracking_uri, tmp)
+        return fetch_init(cfg, locations_of(args).tracking_uri, tmp)
     except Exception as exc:  # MLflow raises several types for a missing run or artifact
         raise CliError(f"train: --init-from {cfg.init_from}: {str(exc).splitlines()[0]}") from None
-    return cfg.replace(init_from=str(local))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
