@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="folder holding the study's mlruns/ (default: make one)")
     parser.add_argument("--study", help="study to show with status (with --store)")
     parser.add_argument("--export", type=Path, help="export directory to predict with (with --store)")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=7, help="timed rounds (default: 7)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp:
         if args.store is None:
