@@ -24,9 +24,9 @@ from pathlib import Path
 import optuna
 
 from search import keys
-from search.config import load_study, parse_study
-from search.launch import launch
 from search.locations import resolve_locations
+from search.spec.study_file import load_study, parse_study
+from search.study.launch import launch
 
 
 def run(cfg_dict: dict, source: str, workers: int, label: str) -> dict:

@@ -1,7 +1,7 @@
 """System-metrics benchmark (not part of the test suite): what MLflow's monitor costs a trial.
 
 On a fresh embedded store (sqlite, as studies use by default) it times what the monitor thread
-of ``search.system_metrics`` does per sample — read CPU, memory, disk and network (psutil), ask
+of ``search.tracking.system_metrics`` does per sample — read CPU, memory, disk and network (psutil), ask
 MLflow whether the run still runs, log the sample — and, once per trial, starting and stopping
 the monitor. Per sample it reports wall time and the CPU time of the thread (what it takes from
 training on a busy machine); the share of a trial is per-sample time / sampling interval, plus
@@ -22,7 +22,7 @@ from pathlib import Path
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 
-from search.system_metrics import system_metrics
+from search.tracking.system_metrics import system_metrics
 
 
 def per_sample(uri: str, run_id: str, samples: int) -> tuple[float, float]:

@@ -25,12 +25,12 @@ import optuna
 from optuna.trial import TrialState
 
 from search import keys
-from search.config import load_study
-from search.launch import launch
 from search.locations import resolve_locations
-from search.objective import trial_run_config
-from search.run import execute
-from search.runconfig import RunConfig
+from search.spec.runconfig import RunConfig
+from search.spec.study_file import load_study
+from search.study.launch import launch
+from search.trial.lifecycle import trial_run_config
+from search.trial.training import execute
 
 
 def study_curve(study: optuna.Study, started: float) -> list[dict[str, Any]]:

@@ -21,8 +21,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from core import BatchIterator, CollatzTransformer, make_splits
-from search.run import execute
-from search.runconfig import RunConfig
+from search.spec.runconfig import RunConfig
+from search.trial.training import execute
 
 PAPER = {"d_model": 512, "nhead": 8, "num_layers": 4, "num_decoder_layers": 1, "base": 24}
 

@@ -1,6 +1,6 @@
 """Load test (not part of the test suite): N workers on one PostgreSQL and one `mlflow server`.
 
-Each worker is a process running the real worker loop (``search.workers.Worker``: study lock,
+Each worker is a process running the real worker loop (``search.study.workers.Worker``: study lock,
 count, ask, tell, heartbeats, parent-run updates) with the real storage and tracking code; only
 the trial body is light: it samples the study's params, opens the trial's MLflow run, then per
 epoch sleeps ``--epoch-seconds`` and logs the metric batch a real trial logs (losses, accuracy,
@@ -36,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_services import MlflowServer, Postgres, mlflow_counts  # noqa: E402
 
 from search import keys  # noqa: E402
-from search.config import parse_study  # noqa: E402
 from search.locations import Locations  # noqa: E402
-from search.objective import TrialOutcome  # noqa: E402
-from search.space import suggest  # noqa: E402
-from search.study import open_study  # noqa: E402
-from search.tracking import class_metrics  # noqa: E402
-from search.workers import Worker  # noqa: E402
+from search.spec.space import suggest  # noqa: E402
+from search.spec.study_file import parse_study  # noqa: E402
+from search.study.opening import open_study  # noqa: E402
+from search.study.workers import Worker  # noqa: E402
+from search.tracking.runs import class_metrics  # noqa: E402
+from search.trial.lifecycle import TrialOutcome  # noqa: E402
 
 CLASSES = [(1, 1), (1, 2), (2, 1), (1, 3), (2, 2), (3, 1), (1, 4), (4, 1)]
 EPOCH_KEYS = ["train_loss", "val_loss", "val_accuracy", "val_exact_match", "lr", "samples_per_sec"]

@@ -21,9 +21,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from search import keys
-from search.config import load_study, parse_study
-from search.launch import launch
 from search.locations import resolve_locations
+from search.spec.study_file import load_study, parse_study
+from search.study.launch import launch
 
 SIGNALS = ("val_exact_match", "val_accuracy", "val_loss")
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search.config import StudyConfig
     from search.locations import Locations
+    from search.spec.study_file import StudyConfig
 
 __all__ = [
     "EXIT_USAGE",
@@ -69,7 +69,7 @@ def add_connect_timeout(p: argparse.ArgumentParser) -> None:
 def check_reachable(locations: Locations, args: argparse.Namespace, tracking: bool = True) -> None:
     """Stop with one line (exit 2) unless the storage (and tracking server) answer: before anything
     is written."""
-    from search.services import ServiceUnreachable, check_services
+    from search.study.services import ServiceUnreachable, check_services
 
     try:
         check_services(locations, getattr(args, "connect_timeout", 5.0), tracking=tracking)
@@ -78,7 +78,7 @@ def check_reachable(locations: Locations, args: argparse.Namespace, tracking: bo
 
 
 def load_config(path: str, **overrides: Any) -> StudyConfig:
-    from search.config import ConfigError, load_study
+    from search.spec.study_file import ConfigError, load_study
 
     try:
         return load_study(path, **overrides)
@@ -107,7 +107,7 @@ def existing_study(args: argparse.Namespace, tracking: bool = True) -> tuple[Any
     locations = locations_of(args)
     check_reachable(locations, args, tracking)
     from search.errors import StudyError
-    from search.study import load_existing_study
+    from search.study.opening import load_existing_study
 
     try:
         return load_existing_study(name, locations), locations

@@ -51,8 +51,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     study, locations = existing_study(args)
     from mlflow.exceptions import MlflowException
 
-    from search.export import export_trial
-    from search.model_io import ExportError
+    from search.models.export import export_trial
+    from search.models.loading import ExportError
 
     try:
         export_trial(
@@ -121,13 +121,13 @@ def _load_model(args: argparse.Namespace) -> Any:
     """The export directory, or the registered ``models:/`` model (downloaded, then loaded)."""
     import tempfile
 
-    from search.model_io import ExportError, load_export
+    from search.models.loading import ExportError, load_export
 
     try:
         if not args.model.startswith("models:/"):
             return load_export(args.model)
-        from search.registry import ModelUriError, resolve_model
-        from search.services import ServiceUnreachable, check_tracking
+        from search.models.registry import ModelUriError, resolve_model
+        from search.study.services import ServiceUnreachable, check_tracking
 
         locations = locations_of(args)
         try:
@@ -146,7 +146,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from search.model_io import InputError
+    from search.models.loading import InputError
 
     inputs, bulk = _predict_inputs(args)
     model = _load_model(args)
@@ -209,7 +209,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     study, locations = existing_study(args)
     from mlflow.exceptions import MlflowException
 
-    from search.report import ReportError, log_report, write_report
+    from search.report.study_report import ReportError, log_report, write_report
 
     out = args.out or os.path.join("reports", study.study_name)
     try:

@@ -21,7 +21,7 @@ from search.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from search.launch import LaunchResult
+    from search.study.launch import LaunchResult
 
 __all__ = ["add_commands"]
 
@@ -74,8 +74,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     )
     locations = locations_of(args)
     check_reachable(locations, args)
-    from search.launch import launch
-    from search.progress import is_terminal
+    from search.study.launch import launch
+    from search.study.progress import is_terminal
 
     result = _run_study(
         lambda: launch(cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal())
@@ -112,7 +112,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     cfg = load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout)
     locations = locations_of(args)
     check_reachable(locations, args)
-    from search.launch import join
+    from search.study.launch import join
 
     try:
         result = _run_study(lambda: join(cfg, locations, args.worker_index, log=say))
@@ -136,8 +136,8 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     study, _ = existing_study(args, tracking=False)
-    from search.report import trial_rows
-    from search.study import summarize
+    from search.report.study_report import trial_rows
+    from search.study.opening import summarize
 
     rows = trial_rows(study)
     columns = list(dict.fromkeys(key for row in rows for key in row))  # params may differ by trial

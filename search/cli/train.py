@@ -13,7 +13,7 @@ from search.cli.args import int_expr, non_negative_float, or_none, positive_floa
 from search.cli.common import CliError, add_store_flags, locations_of, say, study_name
 
 if TYPE_CHECKING:
-    from search.runconfig import RunConfig
+    from search.spec.runconfig import RunConfig
 
 __all__ = ["add_commands", "run_config_of"]
 
@@ -45,7 +45,7 @@ def _shown(value: Any) -> str:
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     """One flag per ``RunConfig`` field: its default, help text and choices come from there."""
-    from search.runconfig import RunConfig
+    from search.spec.runconfig import RunConfig
 
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
@@ -72,7 +72,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train one model and print its held-out test accuracy",
         description="Train one Collatz transformer (no search) and report held-out exact match. "
-        "Every flag is a field of search.runconfig.RunConfig, where its default is written once. "
+        "Every flag is a field of search.spec.runconfig.RunConfig, where its default is written once. "
         "Start from a found configuration with --params or --from-trial; flags override it "
         "(e.g. --from-trial quick:9 --seconds 900).",
     )
@@ -97,7 +97,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def run_config_of(args: argparse.Namespace) -> RunConfig:
     """RunConfig's defaults, or --params / --from-trial, then the flags given."""
-    from search.runconfig import RunConfig, load_params
+    from search.spec.runconfig import RunConfig, load_params
 
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
     try:
@@ -121,8 +121,8 @@ def _trial_config(args: argparse.Namespace) -> RunConfig:
     if not sep or not name or not (which.isdigit() or which == "best"):
         raise ValueError(f"--from-trial {args.from_trial!r}: expected STUDY:N or STUDY:best")
     from search.errors import StudyError
-    from search.objective import trial_run_config
-    from search.study import load_existing_study
+    from search.study.opening import load_existing_study
+    from search.trial.lifecycle import trial_run_config
 
     try:
         study = load_existing_study(study_name(name), locations_of(args))
@@ -135,7 +135,7 @@ def _fetched(cfg: RunConfig, args: argparse.Namespace, tmp: str) -> RunConfig:
     """``cfg`` with an ``init_from`` in the store (``runs:/...``, e.g. a final run's) copied to ``tmp``."""
     if not cfg.init_in_store:
         return cfg  # imports no MLflow
-    from search.tracking import fetch_init
+    from search.tracking.runs import fetch_init
 
     try:
         return fetch_init(cfg, locations_of(args).tracking_uri, tmp)
@@ -148,7 +148,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import tempfile
 
     cfg = run_config_of(args)
-    from search.run import InitFromError, execute
+    from search.trial.training import InitFromError, execute
 
     with tempfile.TemporaryDirectory(prefix="collatz-init-") as tmp:
         cfg = _fetched(cfg, args, tmp)

@@ -244,7 +244,7 @@ class FinishedStudy:
 
     root: Path
     file: Path  # relative to root
-    cfg: Any  # search.config.StudyConfig
+    cfg: Any  # search.spec.study_file.StudyConfig
     proc: subprocess.CompletedProcess[str]
     store: Store
     seconds: float
@@ -256,7 +256,7 @@ class FinishedStudy:
 
 def launch_copy_of_tiny(root: Path) -> FinishedStudy:
     """Copy studies/tiny.toml to ``root/studies/tiny.toml`` and launch it from ``root``."""
-    from search.config import load_study
+    from search.spec.study_file import load_study
 
     (root / "studies").mkdir(parents=True, exist_ok=True)
     shutil.copy(TINY, root / "studies" / "tiny.toml")

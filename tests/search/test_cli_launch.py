@@ -36,7 +36,7 @@ def _nothing_running(store: Store, name: str) -> None:
 
 
 def test_resume_reaches_the_new_total_with_the_same_parent_run(tmp_path: Path, hpo: Any) -> None:
-    from search.config import load_study
+    from search.spec.study_file import load_study
 
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "tiny.toml").write_bytes(hpo.TINY.read_bytes())

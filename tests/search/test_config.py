@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from search.config import (
+from search.spec.study_file import (
     Categorical,
     ConfigError,
     Fixed,

@@ -1,4 +1,4 @@
-"""The guide's ExperimentTracker API on MLflow (search.tracking.ExperimentTracker)."""
+"""The guide's ExperimentTracker API on MLflow (search.tracking.runs.ExperimentTracker)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from core import BatchIterator, CollatzTransformer, Trainer, make_splits
-from search.tracking import ExperimentTracker
+from search.tracking.runs import ExperimentTracker
 
 
 def test_guide_tracker_logs_params_metrics_and_ends_its_run(tmp_path: Path) -> None:

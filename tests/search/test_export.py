@@ -60,15 +60,15 @@ def test_export_writes_a_self_contained_directory(exported_tiny: ExportedStudy) 
     assert (m / "artifacts" / "config.json").is_file()
     assert (m / "code" / "core" / "model.py").is_file()
     assert (m / "code" / "search" / "pyfunc.py").is_file()
-    assert (m / "code" / "search" / "model_io.py").is_file()
+    assert (m / "code" / "search" / "models" / "loading.py").is_file()
     mlmodel = (m / "MLmodel").read_text()
     assert "python_function" in mlmodel and "signature" in mlmodel
 
 
 def test_recorded_test_exact_match_equals_a_fresh_evaluation(exported_tiny: ExportedStudy) -> None:
-    from search.model_io import load_export
-    from search.run import build_data, build_test_set, evaluate_test
-    from search.runconfig import RunConfig
+    from search.models.loading import load_export
+    from search.spec.runconfig import RunConfig
+    from search.trial.training import build_data, build_test_set, evaluate_test
 
     cfg = _config(exported_tiny)
     best = _best(exported_tiny)
@@ -139,7 +139,7 @@ def test_a_failed_export_leaves_nothing_behind(
 ) -> None:
     import mlflow.pyfunc
 
-    from search.export import export_trial
+    from search.models.export import export_trial
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from search.config import PARAMETERS, StudyConfig, load_study
-from search.objective import run_config_for
-from search.samplers import make_sampler
-from search.space import suggest
+from search.spec.space import suggest
+from search.spec.study_file import PARAMETERS, StudyConfig, load_study
+from search.study.samplers import make_sampler
+from search.trial.lifecycle import run_config_for
 
 STUDY_EXAMPLES = 40
 PREDICT_EXAMPLES = 40

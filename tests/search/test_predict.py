@@ -56,7 +56,7 @@ def test_round_trip_equals_the_study_final_evaluation(
 def test_table_output_and_known_values(
     exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from search.model_io import load_export
+    from search.models.loading import load_export
 
     code, out, err = run_main(["predict", "exports/best", "27", "97", "1", "7"], exported_tiny.root, capsys)
     assert code == 0, err
@@ -113,13 +113,13 @@ def test_registered_champion_predicts_like_the_export(
 def test_loading_and_predicting_imports_neither_optuna_nor_the_database(exported_tiny: ExportedStudy) -> None:
     code = (
         "import sys\n"
-        "from search.model_io import load_export\n"
+        "from search.models.loading import load_export\n"
         f"print(load_export({str(exported_tiny.export_dir)!r}).predict([27, 97]))\n"
         "from search.cli import main\n"
         f"main(['predict', {str(exported_tiny.export_dir)!r}, '27', '--json'])\n"
         # sympy: torch imports it on the first key_padding_mask check (~0.4 s); decoding avoids it
-        "heavy = ('optuna', 'mlflow', 'sqlalchemy', 'sympy', 'search.study', 'search.storage',\n"
-        "         'search.keys')\n"
+        "heavy = ('optuna', 'mlflow', 'sqlalchemy', 'sympy', 'search.study.opening',\n"
+        "         'search.study.storage', 'search.keys')\n"
         "bad = sorted(m for m in heavy if m in sys.modules)\n"
         "assert not bad, bad\n"
     )
@@ -236,7 +236,7 @@ def _post(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
 
 
 def test_mlflow_models_serve_answers_with_kappa(exported_tiny: ExportedStudy, hpo: Any) -> None:
-    from search.model_io import load_export
+    from search.models.loading import load_export
 
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # the scoring server runs `uvicorn` from PATH

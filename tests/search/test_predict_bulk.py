@@ -27,7 +27,7 @@ def _lines(exported: ExportedStudy) -> str:
 def test_file_with_bad_lines_in_the_middle(
     exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from search.model_io import load_export
+    from search.models.loading import load_export
 
     (exported_tiny.root / "bulk.txt").write_text(_lines(exported_tiny))
     code, out, err = run_main(["predict", "exports/best", "--file", "bulk.txt"], exported_tiny.root, capsys)

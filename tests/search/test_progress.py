@@ -8,7 +8,7 @@ import re
 import time
 from typing import Any
 
-from search.progress import QueueLog, StudyProgress, TrialEvent, relay
+from search.study.progress import QueueLog, StudyProgress, TrialEvent, relay
 
 # ``tiny_study`` (tests/search/conftest.py): studies/tiny.toml launched once through the CLI with
 # its output captured (not a terminal).

@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from search.cli import build_parser
 from search.cli.train import run_config_of
-from search.config import parse_study
-from search.runconfig import RunConfig
+from search.spec.runconfig import RunConfig
+from search.spec.study_file import parse_study
 
 FinishedStudy = Any
 
@@ -213,7 +213,7 @@ def _source_study(url: str) -> None:
 
 
 def test_warm_start_enqueues_exactly_the_transferable_params(tmp_path: Path, hpo: Any) -> None:
-    from search.study import create_or_load
+    from search.study.opening import create_or_load
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     _source_study(url)
@@ -252,7 +252,7 @@ def test_warm_start_from_a_missing_study_is_one_line(tmp_path: Path, hpo: Any) -
 def test_balance_changes_the_training_draws_only() -> None:
     import numpy as np
 
-    from search.run import build_batches, build_data
+    from search.trial.training import build_batches, build_data
 
     plain = RunConfig(
         data_range=(1, 4096), train_size=1500, val_size=200, test_size=200, samples_per_epoch=None

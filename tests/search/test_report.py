@@ -80,7 +80,7 @@ def test_report_files_are_artifacts_of_the_parent_run(
 def test_class_curves_come_from_the_logged_histories(exported_tiny: ExportedStudy, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from search.report import _class_histories
+    from search.report.study_report import _class_histories
 
     best = exported_tiny.store.study("tiny").best_trial
     client = MlflowClient(tracking_uri=exported_tiny.store.mlflow_url)
@@ -116,7 +116,7 @@ def _study(n_complete: int) -> optuna.Study:
 
 
 def test_one_complete_trial_skips_importances_with_a_note(tmp_path: Path) -> None:
-    from search.report import write_report
+    from search.report.study_report import write_report
 
     report = write_report(_study(1), tmp_path / "r")
     names = {p.name for p in report.files}
@@ -132,7 +132,7 @@ def test_one_complete_trial_skips_importances_with_a_note(tmp_path: Path) -> Non
 
 
 def test_several_complete_trials_plot_importances(tmp_path: Path) -> None:
-    from search.report import write_report
+    from search.report.study_report import write_report
 
     report = write_report(_study(4), tmp_path / "r")
     assert (tmp_path / "r" / "param_importances.png").read_bytes()[:8] == PNG

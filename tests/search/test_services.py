@@ -15,7 +15,7 @@ from cli_helpers import assert_one_line_error, run_main
 from server_helpers import free_port
 
 from search.locations import resolve_locations
-from search.services import ServiceUnreachable, check_services
+from search.study.services import ServiceUnreachable, check_services
 
 SECRET = "pw-never-shown"
 

@@ -9,9 +9,9 @@ from typing import Any
 import optuna
 import pytest
 
-from search.config import StudyConfig, parse_study
-from search.samplers import enqueue_grid, make_pruner, make_sampler
-from search.space import grid_search_space, nhead_param_name, suggest
+from search.spec.space import grid_search_space, nhead_param_name, suggest
+from search.spec.study_file import StudyConfig, parse_study
+from search.study.samplers import enqueue_grid, make_pruner, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -13,7 +13,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from server_helpers import free_port
 
-from search.tracking_client import CREATE_TOKEN_TAG, ResilientClient, TrackingUnavailable, is_transient
+from search.tracking.client import CREATE_TOKEN_TAG, ResilientClient, TrackingUnavailable, is_transient
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from cli_helpers import assert_one_line_error, run_main
 
 from search.cli import build_parser
 from search.cli.train import run_config_of
-from search.runconfig import RunConfig
+from search.spec.runconfig import RunConfig
 
 TINY = [
     "--range", "1", "4096", "--train-size", "300", "--val-size", "64", "--test-size", "64",

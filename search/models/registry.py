@@ -14,7 +14,7 @@ from typing import Any
 
 from search import keys
 from search.locations import Locations, mask
-from search.model_io import CONFIG_FILE, ExportError
+from search.models.loading import CONFIG_FILE, ExportError
 
 __all__ = [
     "ALIAS",

@@ -33,7 +33,7 @@ from search.retry import DEFAULT_WINDOW, retry_within
 if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy
 
-    from search.config import StudyConfig
+    from search.spec.study_file import StudyConfig
 
 __all__ = [
     "ResilientStorage",

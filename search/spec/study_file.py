@@ -47,7 +47,7 @@ from pydantic import (
 )
 
 from search.retry import DEFAULT_WINDOW
-from search.runconfig import RunConfig, check_split_sizes
+from search.spec.runconfig import RunConfig, check_split_sizes
 
 __all__ = [
     "PARAMETERS",
@@ -542,7 +542,7 @@ class TrainingSection(_Section):
     # bf16 autocast on CUDA only: on CPU it is far slower than fp32, so there it stays fp32.
     precision: Literal["fp32", "bf16"] = RunConfig.precision
     # seconds between samples of CPU, memory and (CUDA) GPU use, logged to each trial's MLflow run
-    # as system/* metrics by MLflow's monitor (search.system_metrics); 0 turns them off
+    # as system/* metrics by MLflow's monitor (search.tracking.system_metrics); 0 turns them off
     system_metrics: float = Field(5.0, ge=0)
 
 

@@ -124,7 +124,7 @@ class RunConfig:
 
     @property
     def init_in_store(self) -> bool:
-        """Whether ``init_from`` is a ``runs:/`` URI (fetched by ``search.tracking.fetch_init``)."""
+        """Whether ``init_from`` is a ``runs:/`` URI (fetched by ``search.tracking.runs.fetch_init``)."""
         return self.init_from is not None and self.init_from.startswith(STORE_URI)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from search.config import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
+from search.spec.study_file import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
 
 __all__ = ["grid_search_space", "nhead_param_name", "suggest"]
 

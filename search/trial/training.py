@@ -29,7 +29,7 @@ from core import (
     make_splits,
     split_values,
 )
-from search.runconfig import RunConfig
+from search.spec.runconfig import RunConfig
 
 __all__ = [
     "InitFromError",

@@ -25,11 +25,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from search import keys
-from search.datasets import study_inputs
 from search.locations import mask
 from search.retry import DEFAULT_WINDOW
-from search.runconfig import STORE_URI, RunConfig
-from search.tracking_client import ResilientClient
+from search.spec.runconfig import STORE_URI, RunConfig
+from search.tracking.client import ResilientClient
+from search.tracking.datasets import study_inputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,7 +185,7 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path), artifact_path)
 
     def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
-        """Dataset inputs (``search.datasets``): the UI's Dataset column and ``run.inputs``."""
+        """Dataset inputs (``search.tracking.datasets``): the UI's Dataset column and ``run.inputs``."""
         self.client.log_inputs(run_id, datasets=list(inputs))
 
     def log_json(self, run_id: str, data: Mapping[str, Any], name: str) -> None:

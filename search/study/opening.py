@@ -17,11 +17,11 @@ from optuna.trial import TrialState
 from search import keys
 from search.errors import StudyError
 from search.locations import Locations, first_line, mask, prepare
-from search.storage import ResilientStorage, open_storage, study_lock
+from search.study.storage import ResilientStorage, open_storage, study_lock
 
 if TYPE_CHECKING:  # MLflow, pandas and the study-file models load where a study runs, not for `status`
-    from search.config import StudyConfig
-    from search.tracking import StudyTracker
+    from search.spec.study_file import StudyConfig
+    from search.tracking.runs import StudyTracker
 
 __all__ = ["OpenStudy", "create_or_load", "load_existing_study", "open_study", "recover", "summarize"]
 
@@ -62,7 +62,7 @@ class OpenStudy:
 
     def update_parent(self) -> None:
         """State counts, best trial and trials table on the study's parent run."""
-        from search.report import trials_table
+        from search.report.study_report import trials_table
 
         run_id = keys.parent_run_id(self.study)
         if run_id is not None:
@@ -122,7 +122,7 @@ def open_study(
 
 def _open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:
     """The study's MLflow tracker; an unusable tracking URI is a one-line ``StudyError``."""
-    from search.tracking import StudyTracker
+    from search.tracking.runs import StudyTracker
 
     try:
         return StudyTracker(
@@ -152,7 +152,7 @@ def create_or_load(
 ) -> optuna.Study:
     """The study of ``cfg`` (created if absent, with its grid or warm start enqueued); refuses one
     made from a different study file."""
-    from search.samplers import enqueue_grid, enqueue_warm_start, make_pruner, make_sampler
+    from search.study.samplers import enqueue_grid, enqueue_warm_start, make_pruner, make_sampler
 
     _check_warm_start_source(cfg, storage)
     study = optuna.create_study(
@@ -193,7 +193,7 @@ def _check_warm_start_source(cfg: StudyConfig, storage: optuna.storages.BaseStor
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     """A study file saved by an earlier version, with the keys added since at their defaults."""
-    from search.config import ConfigError, parse_study
+    from search.spec.study_file import ConfigError, parse_study
 
     try:
         return parse_study(saved).to_dict()
@@ -243,7 +243,7 @@ def close_failed_runs(opened: OpenStudy) -> int:
     COMPLETE/PRUNED runs are closed by their worker before it tells Optuna; only a FAIL can hide
     a dead worker's run.
     """
-    from search.tracking_client import TrackingUnavailable
+    from search.tracking.client import TrackingUnavailable
 
     closed = 0
     if not opened.tracker.client.reachable:  # the server is down: the next call after it returns

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from search import keys
-from search.config import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
 from search.errors import StudyError
-from search.space import grid_search_space, nhead_param_name
+from search.spec.space import grid_search_space, nhead_param_name
+from search.spec.study_file import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
 
 if TYPE_CHECKING:
-    from search.config import StudyConfig
+    from search.spec.study_file import StudyConfig
 
 __all__ = ["enqueue_grid", "enqueue_warm_start", "make_pruner", "make_sampler", "transfer_params"]
 

@@ -8,7 +8,7 @@ held-out test split (rebuilt from the run's config), and writes, atomically::
         config.json           model + encoding + data range + test metrics + study/trial/run ids
         mlflow_model/         MLflow pyfunc model: DataFrame column ``n`` → column ``kappa``
 
-It then (``search.registry``) logs that MLflow model to a run ``export-trial-<n>`` (nested
+It then (``search.models.registry``) logs that MLflow model to a run ``export-trial-<n>`` (nested
 under the trial's run), registers it (default name ``collatz-transformer``), points the alias
 ``champion`` at the new version and tags the version with the study, trial, run id and test
 exact match.
@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 from search.locations import first_line
-from search.model_io import (
+from search.models.loading import (
     CONFIG_FILE,
     EXPORT_FORMAT,
     FORMAT_VERSION,
@@ -41,11 +41,11 @@ from search.model_io import (
     encoding_config,
     save_weights,
 )
-from search.registry import DEFAULT_MODEL_NAME, MLFLOW_MODEL_DIR, register_export
+from search.models.registry import DEFAULT_MODEL_NAME, MLFLOW_MODEL_DIR, register_export
 
 if TYPE_CHECKING:
     from core import CollatzTransformer
-    from search.runconfig import RunConfig
+    from search.spec.runconfig import RunConfig
 
 __all__ = ["ExportResult", "export_trial", "select_trial"]
 
@@ -150,19 +150,22 @@ def _permissions(root: Path) -> None:
 
 @contextmanager
 def _code_paths() -> Iterator[list[str]]:
-    """``core/`` and the pyfunc modules of ``search/``, staged so they import under their names."""
+    """``core/`` and the pyfunc modules of ``search/``, staged so they import under their names:
+    ``search.models.{loading,pyfunc}`` and the ``search.pyfunc`` name older exports pickled."""
     import core
-    from search import model_io
+    from search.models import loading
 
     core_dir = Path(core.__file__).parent
-    search_dir = Path(model_io.__file__).parent  # `search` may be a namespace package (no __file__)
+    models_dir = Path(loading.__file__).parent
+    search_dir = models_dir.parent
     with tempfile.TemporaryDirectory(prefix="collatz-code-") as tmp:
         shutil.copytree(core_dir, Path(tmp, "core"), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         pkg = Path(tmp, "search")
-        pkg.mkdir()
+        (pkg / "models").mkdir(parents=True)
         (pkg / "__init__.py").write_text('"""What an exported collatz-hpo MLflow model needs."""\n')
-        for name in ("model_io.py", "pyfunc.py"):
-            shutil.copy(search_dir / name, pkg / name)
+        shutil.copy(search_dir / "pyfunc.py", pkg / "pyfunc.py")
+        for name in ("__init__.py", "loading.py", "pyfunc.py"):
+            shutil.copy(models_dir / name, pkg / "models" / name)
         yield [str(Path(tmp, "core")), str(pkg)]
 
 
@@ -183,7 +186,7 @@ def _pip_requirements() -> list[str]:
 
 
 def _pyfunc_kwargs(weights: Path, config: Path, code_paths: list[str]) -> dict[str, Any]:
-    from search import pyfunc
+    from search.models import pyfunc
 
     return {
         "python_model": pyfunc.CollatzPyfunc(),
@@ -207,7 +210,7 @@ def export_trial(
     import torch
     from mlflow.tracking import MlflowClient
 
-    from search.run import build_test_set, evaluate_test
+    from search.trial.training import build_test_set, evaluate_test
 
     quiet_mlflow()
     trial = select_trial(study, trial_number)
@@ -247,7 +250,7 @@ def _trial_model(
 ) -> tuple[RunConfig, CollatzTransformer, int]:
     """The run's config, the model of its best checkpoint and that checkpoint's epoch."""
     from core import CheckpointError, CollatzTransformer, load_checkpoint
-    from search.runconfig import RunConfig
+    from search.spec.runconfig import RunConfig
 
     ckpt = _download(client, run_id, "checkpoints/best.pt", tmp)
     run_config_path = _download(client, run_id, "config.json", tmp)

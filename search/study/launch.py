@@ -16,12 +16,12 @@ from typing import Any
 import optuna
 
 from search import keys
-from search.config import StudyConfig
 from search.errors import StudyError
 from search.locations import Locations
-from search.progress import StudyProgress
-from search.study import OpenStudy, open_study, recover
-from search.workers import Worker, WorkerStats, run_processes
+from search.spec.study_file import StudyConfig
+from search.study.opening import OpenStudy, open_study, recover
+from search.study.progress import StudyProgress
+from search.study.workers import Worker, WorkerStats, run_processes
 
 __all__ = ["LaunchResult", "default_worker_index", "join", "launch"]
 
@@ -51,7 +51,7 @@ def launch(
     """Create or resume the study and run ``workers`` processes until it holds ``n_trials``.
 
     Progress goes to ``log`` as one line per trial event (``verbose``: per epoch too), or, with
-    ``live``, to a live terminal display (``search.progress``).
+    ``live``, to a live terminal display (``search.study.progress``).
     """
     started = time.time()
     opened = open_study(cfg, locations, 0, parent_run=True, recover_dead=True, log=log)

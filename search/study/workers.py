@@ -24,15 +24,15 @@ import optuna
 from optuna.trial import TrialState
 
 from search import keys
-from search.config import parse_study
 from search.errors import StudyError
 from search.locations import Locations
-from search.objective import DataCache, TrialOutcome, run_trial
-from search.progress import QueueLog, StudyProgress, TrialEvent, relay, report
 from search.signals import ignore_signals, interrupt_when_parent_dies
-from search.storage import heartbeat
-from search.study import OpenStudy, close_failed_runs, open_study, summarize
-from search.tracking import checkpoint_uri
+from search.spec.study_file import parse_study
+from search.study.opening import OpenStudy, close_failed_runs, open_study, summarize
+from search.study.progress import QueueLog, StudyProgress, TrialEvent, relay, report
+from search.study.storage import heartbeat
+from search.tracking.runs import checkpoint_uri
+from search.trial.lifecycle import DataCache, TrialOutcome, run_trial
 
 __all__ = ["TrialBody", "Worker", "WorkerStats", "run_processes"]
 

@@ -20,7 +20,7 @@ from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 if TYPE_CHECKING:
-    from search.runconfig import RunConfig
+    from search.spec.runconfig import RunConfig
 
 __all__ = ["CONTEXTS", "data_inputs", "split_digest", "study_inputs", "trial_inputs"]
 

@@ -23,22 +23,22 @@ from optuna.trial import TrialState
 
 from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
 from search import keys
-from search.config import MINIMIZED_METRICS, StudyConfig
-from search.datasets import trial_inputs
 from search.locations import mask
-from search.progress import TrialEvent, report
-from search.run import build_data, execute
-from search.runconfig import RunConfig
 from search.signals import ignore_signals
-from search.space import suggest
-from search.system_metrics import system_metrics
-from search.tracking import (
+from search.spec.runconfig import RunConfig
+from search.spec.space import suggest
+from search.spec.study_file import MINIMIZED_METRICS, StudyConfig
+from search.study.progress import TrialEvent, report
+from search.tracking.datasets import trial_inputs
+from search.tracking.runs import (
     CHECKPOINT_ARTIFACTS,
     StudyTracker,
     class_metrics,
     fetch_init,
     flatten_test_metrics,
 )
+from search.tracking.system_metrics import system_metrics
+from search.trial.training import build_data, execute
 
 __all__ = ["TrialOutcome", "run_config_for", "run_trial"]
 
@@ -95,7 +95,7 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
 
 def trial_run_config(study: optuna.Study, number: int | None = None) -> RunConfig:
     """The RunConfig trial ``number`` (default: the best) of ``study`` trained with."""
-    from search.config import parse_study
+    from search.spec.study_file import parse_study
 
     trial = keys.require_completed(study) if number is None else _trial(study, number)
     saved = keys.study_config(study)

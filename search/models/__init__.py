@@ -1,0 +1,1 @@
+"""Exported models: export, registry, loading and the MLflow pyfunc wrapper."""

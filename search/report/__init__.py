@@ -1,0 +1,1 @@
+"""What a study's results look like: the report and its plots."""

@@ -1,0 +1,1 @@
+"""A study: its storage, services, samplers, opening, workers, progress and final run."""

@@ -1,0 +1,1 @@
+"""The one owner of MLflow: the retrying client, runs, names, datasets, system metrics."""

@@ -1,0 +1,1 @@
+"""One trial's life (start, train, record) and one training run."""
