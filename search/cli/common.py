@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from search.errors import one_line
+
 if TYPE_CHECKING:
     from search.locations import Locations
     from search.spec.study_file import StudyConfig
@@ -125,12 +127,6 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: Seq
         for row in (header, *rows)
     ]
     return [line.rstrip() for line in lines]
-
-
-def one_line(exc: BaseException) -> str:
-    from search.locations import mask
-
-    return mask(" ".join(str(exc).split()) or type(exc).__name__)
 
 
 def exec_command(cmd: list[str]) -> int:

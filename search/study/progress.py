@@ -21,37 +21,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["QueueLog", "StudyProgress", "TrialEvent", "is_terminal", "relay", "report"]
+from search.events import Log, TrialEvent
 
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TrialEvent:
-    """One step of a trial's life; ``text`` is its plain line (what a plain ``log`` prints)."""
-
-    kind: str  # "start", "epoch" or "end"
-    trial: int
-    text: str
-    detail: str = ""  # start: the params
-    epoch: int | None = None
-    epochs: int | None = None
-    metric: str | None = None
-    value: float | None = None  # epoch: the metric's value; end: the trial's value
-    state: str | None = None  # end: COMPLETE, PRUNED or FAIL
-
-
-def report(log: Log, event: TrialEvent, suffix: Callable[[], str] | None = None) -> None:
-    """Give ``event`` to a progress display, or print its line (+ ``suffix()``) to a plain ``log``."""
-    sink = getattr(log, "event", None)
-    if sink is not None:
-        sink(event)
-    else:
-        log(event.text + (suffix() if suffix is not None else ""))
+__all__ = ["QueueLog", "StudyProgress", "is_terminal", "relay"]
 
 
 def is_terminal() -> bool:

@@ -25,11 +25,12 @@ from optuna.trial import TrialState
 
 from search import keys
 from search.errors import StudyError
+from search.events import TrialEvent, report
 from search.locations import Locations
 from search.signals import ignore_signals, interrupt_when_parent_dies
 from search.spec.study_file import parse_study
 from search.study.opening import OpenStudy, close_failed_runs, open_study, summarize
-from search.study.progress import QueueLog, StudyProgress, TrialEvent, relay, report
+from search.study.progress import QueueLog, StudyProgress, relay
 from search.study.storage import heartbeat
 from search.tracking.runs import checkpoint_uri
 from search.trial.lifecycle import DataCache, TrialOutcome, run_trial

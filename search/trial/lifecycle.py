@@ -23,12 +23,12 @@ from optuna.trial import TrialState
 
 from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
 from search import keys
+from search.events import TrialEvent, report
 from search.locations import mask
 from search.signals import ignore_signals
 from search.spec.runconfig import RunConfig
 from search.spec.space import suggest
 from search.spec.study_file import MINIMIZED_METRICS, StudyConfig
-from search.study.progress import TrialEvent, report
 from search.tracking.datasets import trial_inputs
 from search.tracking.runs import (
     CHECKPOINT_ARTIFACTS,

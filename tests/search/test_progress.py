@@ -8,7 +8,8 @@ import re
 import time
 from typing import Any
 
-from search.study.progress import QueueLog, StudyProgress, TrialEvent, relay
+from search.events import TrialEvent
+from search.study.progress import QueueLog, StudyProgress, relay
 
 # ``tiny_study`` (tests/search/conftest.py): studies/tiny.toml launched once through the CLI with
 # its output captured (not a terminal).
