@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
+from search.events import Log
 from search.locations import first_line
 from search.models.loading import (
     CONFIG_FILE,
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from search.spec.runconfig import RunConfig
 
 __all__ = ["ExportResult", "export_trial", "select_trial"]
-
-Log = Callable[[str], None]
 
 
 @dataclass

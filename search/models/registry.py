@@ -7,12 +7,12 @@ Only explicit ``MlflowClient`` calls: MLflow's global tracking and registry URIs
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from search import keys
+from search.events import Log
 from search.locations import Locations, mask
 from search.models.loading import CONFIG_FILE, ExportError
 
@@ -29,7 +29,6 @@ __all__ = [
 DEFAULT_MODEL_NAME = "collatz-transformer"
 ALIAS = "champion"  # moved to every new version: models:/NAME@champion is the latest export
 MLFLOW_MODEL_DIR = "mlflow_model"  # the pyfunc model inside an export directory
-Log = Callable[[str], None]
 
 
 class ModelUriError(ValueError):

@@ -9,7 +9,6 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import optuna
 
 from search import keys
 from search.errors import StudyError
+from search.events import Log
 from search.locations import Locations
 from search.spec.study_file import StudyConfig
 from search.study.opening import OpenStudy, open_study, recover
@@ -24,8 +24,6 @@ from search.study.progress import StudyProgress
 from search.study.workers import Worker, WorkerStats, run_processes
 
 __all__ = ["LaunchResult", "default_worker_index", "join", "launch"]
-
-Log = Callable[[str], None]
 
 
 @dataclass

@@ -7,7 +7,6 @@ still matches its study file, recover what dead workers left behind, summarise i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 
 from search import keys
 from search.errors import StudyError
+from search.events import Log
 from search.locations import Locations, first_line, mask, prepare
 from search.study.storage import ResilientStorage, open_storage, study_lock
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # MLflow, pandas and the study-file models load where a study
 
 __all__ = ["OpenStudy", "create_or_load", "load_existing_study", "open_study", "recover", "summarize"]
 
-Log = Callable[[str], None]
 # Settings that may change between launches of one study without changing what it measures.
 # (The final run and the warm start happen once; later launches may change them freely.)
 _FREE_KEYS = {

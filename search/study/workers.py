@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from search import keys
 from search.errors import StudyError
-from search.events import TrialEvent, report
+from search.events import Log, TrialEvent, report
 from search.locations import Locations
 from search.signals import ignore_signals, interrupt_when_parent_dies
 from search.spec.study_file import parse_study
@@ -37,7 +37,6 @@ from search.trial.lifecycle import DataCache, TrialOutcome, run_trial
 
 __all__ = ["TrialBody", "Worker", "WorkerStats", "run_processes"]
 
-Log = Callable[[str], None]
 # What runs one asked trial: ``objective.run_trial``'s signature (a load test passes a light one).
 TrialBody = Callable[..., TrialOutcome]
 WAIT_SECONDS = 1.0  # between looks at a study whose last trials run elsewhere and may still fail

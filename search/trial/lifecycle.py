@@ -12,7 +12,6 @@ import dataclasses
 import math
 import tempfile
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from optuna.trial import TrialState
 
 from core import Callback, CollatzDataset, MultiBaseEncoder, Trainer
 from search import keys
-from search.events import TrialEvent, report
+from search.events import Log, TrialEvent, report
 from search.locations import mask
 from search.signals import ignore_signals
 from search.spec.runconfig import RunConfig
@@ -42,7 +41,6 @@ from search.trial.training import build_data, execute
 
 __all__ = ["TrialOutcome", "run_config_for", "run_trial"]
 
-Log = Callable[[str], None]
 MIN_CLASS_COUNT = 5  # per-(k, k′) validation curves only for classes with this many samples
 
 
