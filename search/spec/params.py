@@ -123,6 +123,13 @@ class ParamSpec:
         left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
         return f"{noun} in {left}{self.low:g}, {self.high:g}{right}"
 
+    def field_bounds(self) -> dict[str, float]:
+        """The bounds as pydantic ``Field`` constraints (``ge``/``gt``, ``le``/``lt``)."""
+        bounds = {"gt" if self.low_open else "ge": self.low}
+        if self.high != math.inf:
+            bounds["lt" if self.high_open else "le"] = self.high
+        return bounds
+
     def form_names(self) -> str:
         names = {
             "fixed": "a fixed value",

@@ -22,9 +22,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search.retry import DEFAULT_WINDOW
-from search.spec.params import Fixed, Param, ParamField
+from search.spec.params import PARAMETERS, Fixed, Param, ParamField
 from search.spec.problems import KeyedError
-from search.spec.runconfig import RunConfig, check_split_sizes
+from search.spec.runconfig import (
+    Device,
+    Metric,
+    Optimizer,
+    Precision,
+    RunConfig,
+    Scheduler,
+    check_split_sizes,
+)
 
 __all__ = [
     "MAX_NAME",
@@ -39,11 +47,16 @@ __all__ = [
     "StudySection",
     "TrainingSection",
     "WarmStart",
+    "direction_of",
 ]
 
-Metric = Literal["val_exact_match", "val_accuracy", "val_loss"]
 MINIMIZED_METRICS = frozenset({"val_loss"})
 MAX_RANGE = 2**62  # core.data draws indices in int64 arithmetic below this bound
+
+
+def direction_of(metric: str) -> Literal["maximize", "minimize"]:
+    """The direction a study optimizes ``metric`` in (``MINIMIZED_METRICS``, else maximized)."""
+    return "minimize" if metric in MINIMIZED_METRICS else "maximize"
 
 
 class Section(BaseModel):
@@ -150,14 +163,14 @@ class StudySection(Section):
     @classmethod
     def _derive_direction(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and data.get("direction") is None:
-            metric = data.get("metric", "val_exact_match")
+            metric = data.get("metric", cls.model_fields["metric"].default)
             if isinstance(metric, str):
-                data = {**data, "direction": "minimize" if metric in MINIMIZED_METRICS else "maximize"}
+                data = {**data, "direction": direction_of(metric)}
         return data
 
     @model_validator(mode="after")
     def _check(self) -> StudySection:
-        expected = "minimize" if self.metric in MINIMIZED_METRICS else "maximize"
+        expected = direction_of(self.metric)
         if self.direction != expected:
             raise KeyedError(
                 f"direction = {self.direction!r} contradicts metric = {self.metric!r}, which is "
@@ -183,7 +196,7 @@ class DataSection(Section):
     train_size: int = Field(ge=1)
     val_size: int = Field(ge=1)
     test_size: int = Field(ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(RunConfig.data_seed, ge=0)
 
     @field_validator("range", mode="before")
     @classmethod
@@ -211,6 +224,12 @@ class DataSection(Section):
         return self
 
 
+def _searchable(name: str) -> Any:
+    """A ``[training]`` key used unless ``[search]`` sets it: ``RunConfig``'s default, the bounds
+    of the ``[search]`` parameter (``PARAMETERS``)."""
+    return Field(getattr(RunConfig, name), **PARAMETERS[name].field_bounds())
+
+
 class TrainingSection(Section):
     """``[training]``: how each trial trains (the searched parameters live in ``[search]``).
 
@@ -222,20 +241,20 @@ class TrainingSection(Section):
     epochs: int = Field(ge=1)
     samples_per_epoch: int | None = Field(None, ge=1)  # a sample budget per epoch, not full passes
     # scheduler "warmup_cosine"/"warmup_linear": per step, planned over the trial's steps
-    scheduler: Literal["none", "plateau", "cosine", "warmup_cosine", "warmup_linear"] = RunConfig.scheduler
-    warmup: float = Field(RunConfig.warmup, ge=0, lt=1)  # used unless [search] sets it
-    lr_floor: float = Field(RunConfig.lr_floor, ge=0, le=1)  # used unless [search] sets it
-    balance: float = Field(RunConfig.balance, ge=0, le=1)  # used unless [search] sets it
-    batch_size: int = Field(RunConfig.batch_size, ge=1)  # used unless [search] sets batch_size
+    scheduler: Scheduler = RunConfig.scheduler
+    warmup: float = _searchable("warmup")
+    lr_floor: float = _searchable("lr_floor")
+    balance: float = _searchable("balance")
+    batch_size: int = _searchable("batch_size")
     eval_batch_size: int = Field(RunConfig.eval_batch_size, ge=1)
     early_stopping_patience: int | None = Field(RunConfig.early_stopping_patience, ge=1)
-    optimizer: Literal["adamw", "adam", "sgd"] = RunConfig.optimizer
-    weight_decay: float = Field(RunConfig.weight_decay, ge=0)  # used unless [search] sets it
+    optimizer: Optimizer = RunConfig.optimizer
+    weight_decay: float = _searchable("weight_decay")
     max_grad_norm: float | None = Field(RunConfig.max_grad_norm, gt=0)
     threads: int = Field(1, ge=1)  # torch threads per worker process
-    device: Literal["auto", "cpu", "cuda"] = RunConfig.device
+    device: Device = RunConfig.device
     # bf16 autocast on CUDA only: on CPU it is far slower than fp32, so there it stays fp32.
-    precision: Literal["fp32", "bf16"] = RunConfig.precision
+    precision: Precision = RunConfig.precision
     # seconds between samples of CPU, memory and (CUDA) GPU use, logged to each trial's MLflow run
     # as system/* metrics by MLflow's monitor (search.tracking.system_metrics); 0 turns them off
     system_metrics: float = Field(5.0, ge=0)
@@ -244,7 +263,7 @@ class TrainingSection(Section):
 class SearchSpace(Section):
     """``[search]``: each model/optimizer parameter, fixed or searched.
 
-    ``dropout`` defaults to 0.0 and ``num_decoder_layers`` to 1; ``dim_feedforward = None`` means
+    ``dropout`` and ``num_decoder_layers`` default to ``RunConfig``'s; ``dim_feedforward = None`` means
     4 · d_model and ``batch_size = None`` means ``training.batch_size``. Validation guarantees
     that every ``d_model`` value has a dividing ``nhead`` (see :meth:`valid_nheads`).
     """
@@ -254,9 +273,9 @@ class SearchSpace(Section):
     nhead: ParamField
     num_layers: ParamField
     lr: ParamField
-    dropout: ParamField = Fixed(0.0)
+    dropout: ParamField = Fixed(RunConfig.dropout)
     batch_size: ParamField | None = None
-    num_decoder_layers: ParamField = Fixed(1)
+    num_decoder_layers: ParamField = Fixed(RunConfig.num_decoder_layers)
     dim_feedforward: ParamField | None = None
     weight_decay: ParamField | None = None
     warmup: ParamField | None = None
