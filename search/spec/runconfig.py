@@ -105,10 +105,14 @@ class RunConfig:
         """Train, val and test sizes: the cut of one seeded distinct sample (see make_splits)."""
         return [self.train_size, self.val_size, self.test_size]
 
-    def model_config(self, vocab_size: int, max_seq_length: int = 64) -> ModelConfig:
-        """The model part; building it validates nhead | d_model and the other model fields."""
+    def model_config(self, vocab_size: int, max_seq_length: int | None = None) -> ModelConfig:
+        """The model part; building it validates nhead | d_model and the other model fields.
+
+        ``max_seq_length``: the longest token sequence (none: ``ModelConfig``'s default)."""
         from core import ModelConfig
 
+        if max_seq_length is None:
+            max_seq_length = ModelConfig.max_seq_length
         return ModelConfig(
             vocab_size=vocab_size,
             d_model=self.d_model,
