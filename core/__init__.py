@@ -1,5 +1,6 @@
 """collatz-hpo core: the Collatz ML library (pure torch + numpy; no optuna, no mlflow)."""
 
+from core.callbacks import Callback, StopTraining
 from core.checkpoint import CheckpointError, load_checkpoint, load_weights, resume_candidates, save_checkpoint
 from core.collatz import LongSteps, long_step, long_steps, loop_lengths
 from core.data import (
@@ -21,7 +22,7 @@ from core.metrics import (
 )
 from core.model import CollatzTransformer, ModelConfig
 from core.schedule import StepSchedule, WarmupDecay
-from core.trainer import Callback, StopTraining, Trainer
+from core.trainer import Trainer
 
 __all__ = [
     "BOS",

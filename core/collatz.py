@@ -127,47 +127,64 @@ def _long_steps_u64(n: np.ndarray) -> LongSteps:
     n = 2^64 − 1 whose n + 1 wraps) are collected and recomputed exactly afterwards.
     """
     size = n.shape[0]
-    kappa = np.empty(size, dtype=np.uint64)
-    k = np.empty(size, dtype=np.int64)
-    kp = np.empty(size, dtype=np.int64)
+    steps = LongSteps(
+        np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
+    )
     rows = min(size, _BLOCK)
-    n1, m, scratch = (np.empty(rows, dtype=np.uint64) for _ in range(3))
-    k8, kp8 = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.uint8)
+    buffers = (
+        *(np.empty(rows, dtype=np.uint64) for _ in range(3)),
+        *(np.empty(rows, dtype=np.uint8) for _ in range(2)),
+    )
     unfit = []
     for lo in range(0, size, _BLOCK):
-        x = n[lo : lo + _BLOCK]
-        r = x.shape[0]
-        b_n1, b_m, b_s, b_k, b_kp = n1[:r], m[:r], scratch[:r], k8[:r], kp8[:r]
-        a = kappa[lo : lo + _BLOCK]  # a = 3^k · m − 1 is built in place and shifted into κ
-        np.add(x, _ONE, out=b_n1)
-        _trailing_zeros_u64(b_n1, b_s, b_k)
-        if int(b_k.min()) == 0:
-            first_even = int(x[np.flatnonzero(b_k == 0)[0]])
-            raise ValueError(f"expected odd positive integers, got {first_even}")
-        np.right_shift(b_n1, b_k, out=b_m)
-        # 3^k · m = (n + 1) · 1.5^k: when even the block's largest bound is far below 2^64,
-        # every element fits and the per-element check is skipped.
-        kmax = int(b_k.max())
-        if kmax > _MAX_K_U64 or (float(x.max()) + 1.0) * 1.5**kmax >= 2.0**63:
-            fits = (b_k <= _MAX_K_U64) & (b_m <= _M_LIMIT_U64.take(b_k, mode="clip"))
-            if not fits.all():
-                unfit.append(np.flatnonzero(~fits) + lo)
-        np.multiply(_POW3_U64.take(b_k, mode="clip"), b_m, out=a)  # wraps where unfit
-        np.subtract(a, _ONE, out=a)
-        _trailing_zeros_u64(a, b_s, b_kp)
-        np.right_shift(a, b_kp, out=a)
-        k[lo : lo + _BLOCK] = b_k
-        kp[lo : lo + _BLOCK] = b_kp
-    if not unfit:
-        return LongSteps(kappa, k, kp)
+        block = slice(lo, lo + _BLOCK)
+        bad = _block_u64(n[block], steps.kappa[block], steps.k[block], steps.k_prime[block], buffers)
+        if bad is not None:
+            unfit.append(bad + lo)
+    return _recomputed(n, steps, np.concatenate(unfit)) if unfit else steps
 
-    # Overflowing elements: recompute exactly and widen κ to Python ints if needed.
-    idx = np.concatenate(unfit)
+
+def _block_u64(
+    x: np.ndarray, a: np.ndarray, k: np.ndarray, kp: np.ndarray, buffers: tuple[np.ndarray, ...]
+) -> np.ndarray | None:
+    """κ, k, k′ of one block ``x`` into ``a``, ``k``, ``kp``; the indices (in the block) whose
+    3^k · m overflows 64 bits, or None. ``buffers``: three uint64 and two uint8 scratch arrays.
+
+    ``a`` (the block of κ) holds a = 3^k · m − 1, built in place, then shifted into κ.
+    """
+    r = x.shape[0]
+    b_n1, b_m, b_s, b_k, b_kp = (b[:r] for b in buffers)
+    np.add(x, _ONE, out=b_n1)
+    _trailing_zeros_u64(b_n1, b_s, b_k)
+    if int(b_k.min()) == 0:
+        first_even = int(x[np.flatnonzero(b_k == 0)[0]])
+        raise ValueError(f"expected odd positive integers, got {first_even}")
+    np.right_shift(b_n1, b_k, out=b_m)
+    unfit = None
+    # 3^k · m = (n + 1) · 1.5^k: when even the block's largest bound is far below 2^64,
+    # every element fits and the per-element check is skipped.
+    kmax = int(b_k.max())
+    if kmax > _MAX_K_U64 or (float(x.max()) + 1.0) * 1.5**kmax >= 2.0**63:
+        fits = (b_k <= _MAX_K_U64) & (b_m <= _M_LIMIT_U64.take(b_k, mode="clip"))
+        if not fits.all():
+            unfit = np.flatnonzero(~fits)
+    np.multiply(_POW3_U64.take(b_k, mode="clip"), b_m, out=a)  # wraps where unfit
+    np.subtract(a, _ONE, out=a)
+    _trailing_zeros_u64(a, b_s, b_kp)
+    np.right_shift(a, b_kp, out=a)
+    k[:] = b_k
+    kp[:] = b_kp
+    return unfit
+
+
+def _recomputed(n: np.ndarray, steps: LongSteps, idx: np.ndarray) -> LongSteps:
+    """``steps`` with the overflowing elements ``idx`` recomputed exactly, κ widened to Python
+    ints if one of them needs it."""
     exact = _exact([int(v) for v in n[idx].tolist()])
-    kp[idx] = exact.k_prime
+    steps.k_prime[idx] = exact.k_prime
     if exact.kappa.dtype == np.uint64:  # the intermediate overflowed, κ itself fits
-        kappa[idx] = exact.kappa
-        return LongSteps(kappa, k, kp)
-    kappa_obj = kappa.astype(object)
+        steps.kappa[idx] = exact.kappa
+        return steps
+    kappa_obj = steps.kappa.astype(object)
     kappa_obj[idx] = exact.kappa.astype(object)
-    return LongSteps(kappa_obj, k, kp)
+    return LongSteps(kappa_obj, steps.k, steps.k_prime)

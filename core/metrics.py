@@ -106,6 +106,21 @@ def _rate_table(keys: list[Any], correct: list[bool]) -> dict[Any, dict[str, flo
     return {key: {"count": n, "exact_match": hits / n} for key, (n, hits) in sorted(counts.items())}
 
 
+def _error_kinds(values: list[int], correct: list[bool], decoded: list[int | None]) -> dict[str, int]:
+    """How many wrong rows are undecodable, of a wrong k′, of a wrong k, or other errors."""
+    kinds = {"undecodable": 0, "wrong_k_prime": 0, "wrong_k": 0, "other": 0}
+    for n, ok, p in zip(values, correct, decoded, strict=True):
+        if ok:
+            continue
+        if p is None:
+            kinds["undecodable"] += 1
+        elif p == long_step(n):  # right integer, but the targets row disagreed: count as other
+            kinds["other"] += 1
+        else:
+            kinds[classify_error(n, p)] += 1
+    return kinds
+
+
 def compute_collatz_metrics(
     predictions: torch.Tensor,
     targets: torch.Tensor,
@@ -126,16 +141,7 @@ def compute_collatz_metrics(
     decoded = encoder.decode_batch(pred)
     classes = [loop_lengths(v) for v in values]
 
-    kinds: dict[str, int] = {"undecodable": 0, "wrong_k_prime": 0, "wrong_k": 0, "other": 0}
-    for n, ok, p in zip(values, correct, decoded, strict=True):
-        if ok:
-            continue
-        if p is None:
-            kinds["undecodable"] += 1
-        elif p == long_step(n):  # right integer, but the targets row disagreed: count as other
-            kinds["other"] += 1
-        else:
-            kinds[classify_error(n, p)] += 1
+    kinds = _error_kinds(values, correct, decoded)
     total = len(values)
     errors = total - sum(correct)
 

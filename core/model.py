@@ -82,13 +82,13 @@ class CollatzTransformer(nn.Module):
     def __init__(
         self,
         vocab_size: int,
-        d_model: int = 512,
-        nhead: int = 8,
-        num_layers: int = 6,
-        num_decoder_layers: int = 1,
-        dim_feedforward: int | None = None,
-        dropout: float = 0.1,
-        max_seq_length: int = 64,
+        d_model: int = ModelConfig.d_model,
+        nhead: int = ModelConfig.nhead,
+        num_layers: int = ModelConfig.num_layers,
+        num_decoder_layers: int = ModelConfig.num_decoder_layers,
+        dim_feedforward: int | None = ModelConfig.dim_feedforward,
+        dropout: float = ModelConfig.dropout,
+        max_seq_length: int = ModelConfig.max_seq_length,
     ) -> None:
         super().__init__()
         self.config = ModelConfig(

@@ -10,19 +10,19 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from core.callbacks import Callback, StopTraining
 from core.checkpoint import CheckpointError, load_weights, resume_candidates, save_checkpoint
 from core.encoding import PAD
-from core.metrics import exact_match_mask
+from core.evaluation import Batch, evaluate_loader, token_loss
 from core.model import CollatzTransformer
 
 __all__ = ["Callback", "StopTraining", "Trainer"]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 HISTORY_KEYS = (
     "epoch",
     "train_loss",
@@ -36,20 +36,13 @@ HISTORY_KEYS = (
 )
 
 
-class StopTraining(Exception):  # noqa: N818 - a control-flow signal, like StopIteration
-    """Raised by a callback to end training normally after the current epoch."""
+class _Watch(NamedTuple):
+    """What ``best.pt`` and early stopping follow in one ``train`` call."""
 
-
-class Callback:
-    """Hooks into ``Trainer.train``; raise to stop (``StopTraining`` ends it normally)."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None: ...
-
-    def on_checkpoint(self, trainer: Trainer, path: Path, kind: str) -> None: ...
-
-    def on_train_end(self, trainer: Trainer, history: dict[str, list[float]]) -> None: ...
+    monitor: str
+    sign: float  # 1.0 when the monitored metric is minimized, -1.0 when maximized
+    min_delta: float
+    patience: int | None
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -128,9 +121,6 @@ class Trainer:
         return src.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
 
     # --- one epoch -----------------------------------------------------------------------
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
-        return criterion(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-
     def _train_epoch(
         self, epoch: int, optimizer: torch.optim.Optimizer, criterion: nn.Module
     ) -> dict[str, float]:
@@ -145,7 +135,7 @@ class Trainer:
             src, tgt = self._to_device(src, tgt)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = self.model(src, CollatzTransformer.shift_right(tgt))
-                loss = self._loss(logits.float(), tgt, criterion)
+                loss = token_loss(logits.float(), tgt, criterion)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.max_grad_norm:
@@ -176,43 +166,17 @@ class Trainer:
             "epoch_time": elapsed,
         }
 
-    @torch.no_grad()
     def evaluate(
         self, loader: Iterable[Batch] | None = None, criterion: nn.Module | None = None
     ) -> dict[str, Any]:
-        """Teacher-forced loss, greedy token accuracy and exact match over ``loader``.
-
-        ``correct`` holds the per-row exact-match flags in loader order.
-        """
+        """Teacher-forced loss, greedy token accuracy and exact match over ``loader`` (default: the
+        validation loader); ``correct`` holds the per-row exact-match flags in loader order."""
         loader = self.val_loader if loader is None else loader
         if loader is None:
             raise ValueError("no validation loader to evaluate on")
         criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
         self.model.eval()
-        loss_sum, rows, tokens, tokens_right = 0.0, 0, 0, 0
-        correct: list[torch.Tensor] = []
-        for src, tgt in loader:
-            src, tgt = self._to_device(src, tgt)
-            memory = self.model.encode(src)  # one encoder pass for the loss and the decoding
-            logits = self.model.decode(CollatzTransformer.shift_right(tgt), *memory)
-            loss_sum += float(self._loss(logits, tgt, criterion)) * src.shape[0]
-            pred = self.model.generate(src, max_new_tokens=tgt.shape[1], memory=memory)
-            width = tgt.shape[1]
-            pred = nn.functional.pad(pred, (0, max(0, width - pred.shape[1])), value=PAD)[:, :width]
-            mask = tgt != PAD
-            tokens += int(mask.sum())
-            tokens_right += int(((pred == tgt) & mask).sum())
-            correct.append(exact_match_mask(pred, tgt))
-            rows += src.shape[0]
-        if rows == 0:
-            raise ValueError("validation loader yielded no batches")
-        flags = torch.cat(correct)
-        return {
-            "val_loss": loss_sum / rows,
-            "val_accuracy": tokens_right / tokens if tokens else 0.0,
-            "val_exact_match": float(flags.float().mean()),
-            "correct": flags,
-        }
+        return evaluate_loader(self.model, loader, criterion, self._to_device)
 
     # --- checkpoints ---------------------------------------------------------------------
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -298,43 +262,53 @@ class Trainer:
         epoch, ``best.pt`` on improvement, ``epoch_XXXX.pt`` every ``save_every`` epochs.
         """
         _check_train_args(num_epochs, early_stopping_patience, monitor, mode)
-        sign = 1.0 if mode == "min" else -1.0  # best_value is kept as a loss: lower is better
         if self.val_loader is None and (save_best or early_stopping_patience):
             save_best, early_stopping_patience = False, None
+        # best_value is kept as a loss: lower is better
+        watch = _Watch(monitor, 1.0 if mode == "min" else -1.0, min_delta, early_stopping_patience)
         self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=1e-4)
         self.lr_scheduler = lr_scheduler
         criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
         if resume_from is not None:
             self._resume(resume_from)
-            last_epoch = num_epochs
-        else:
-            last_epoch = self.epoch + num_epochs
+        last_epoch = num_epochs if resume_from is not None else self.epoch + num_epochs
         self.stop_reason = None
         self._clock_start = time.perf_counter()
         try:
             for cb in self.callbacks:
                 cb.on_train_start(self)
-            bad_epochs = self._epochs_since_best()
-            for epoch in range(self.epoch + 1, last_epoch + 1):
-                metrics = self._epoch(epoch, criterion)
-                score = sign * metrics[monitor] if monitor in metrics else math.nan
-                improved = score < self.best_value - min_delta
-                if improved:
-                    self.best_value, self.best_epoch = score, epoch
-                bad_epochs = 0 if improved else bad_epochs + 1
-                # Checkpoints first: whatever a callback raises, the files on disk are consistent.
-                self._save_epoch(epoch, save_best and improved, save_every)
-                self._log_epoch(epoch, metrics)
-                if self._callbacks_stop(epoch, metrics):
-                    break
-                if early_stopping_patience and bad_epochs >= early_stopping_patience:
-                    self._stop_early(monitor, bad_epochs, sign)
-                    break
+            self._run_epochs(last_epoch, criterion, watch, save_best, save_every)
             for cb in self.callbacks:
                 cb.on_train_end(self, self.history)
         finally:
             self.elapsed_seconds, self._clock_start = self.elapsed, None
         return self.history
+
+    def _run_epochs(
+        self, last_epoch: int, criterion: nn.Module, watch: _Watch, save_best: bool, save_every: int | None
+    ) -> None:
+        """Epochs up to ``last_epoch``, until a callback or early stopping ends them."""
+        bad_epochs = self._epochs_since_best()
+        for epoch in range(self.epoch + 1, last_epoch + 1):
+            metrics = self._epoch(epoch, criterion)
+            improved = self._update_best(epoch, metrics, watch)
+            bad_epochs = 0 if improved else bad_epochs + 1
+            # Checkpoints first: whatever a callback raises, the files on disk are consistent.
+            self._save_epoch(epoch, save_best and improved, save_every)
+            self._log_epoch(epoch, metrics)
+            if self._callbacks_stop(epoch, metrics):
+                return
+            if watch.patience and bad_epochs >= watch.patience:
+                self._stop_early(watch.monitor, bad_epochs, watch.sign)
+                return
+
+    def _update_best(self, epoch: int, metrics: dict[str, float], watch: _Watch) -> bool:
+        """Whether ``epoch`` improved on the best value by more than ``min_delta`` (then recorded)."""
+        score = watch.sign * metrics[watch.monitor] if watch.monitor in metrics else math.nan
+        improved = score < self.best_value - watch.min_delta
+        if improved:
+            self.best_value, self.best_epoch = score, epoch
+        return improved
 
     def _save_epoch(self, epoch: int, best: bool, save_every: int | None) -> None:
         self.save("last.pt", "last")

@@ -16,8 +16,26 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from core import ModelConfig, WarmupDecay
 
-__all__ = ["STORE_URI", "RunConfig", "check_split_sizes", "count_odd", "load_params"]
+__all__ = [
+    "STORE_URI",
+    "Device",
+    "Metric",
+    "Optimizer",
+    "Precision",
+    "RunConfig",
+    "Scheduler",
+    "check_split_sizes",
+    "count_odd",
+    "load_params",
+]
 
+#: The validation metrics of every epoch: what early stopping and a study's objective follow.
+Metric = Literal["val_exact_match", "val_accuracy", "val_loss"]
+Optimizer = Literal["adamw", "adam", "sgd"]
+#: per epoch (plateau, cosine) or per step (warmup_*: planned over the run's steps or seconds)
+Scheduler = Literal["none", "plateau", "cosine", "warmup_cosine", "warmup_linear"]
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["fp32", "bf16"]
 
 STORE_URI = "runs:/"  # an init_from starting so names an artifact of the MLflow store, not a file
 
@@ -54,13 +72,11 @@ class RunConfig:
     early_stopping_patience: int | None = _knob(
         None, "epochs without improvement before stopping", flag="--patience"
     )
-    monitor: Literal["val_loss", "val_accuracy", "val_exact_match"] = _knob(
-        "val_loss", "metric that early stopping and best.pt follow"
-    )
+    monitor: Metric = _knob("val_loss", "metric that early stopping and best.pt follow")
     monitor_mode: Literal["min", "max"] = _knob("min", "whether the monitored metric is minimized")
-    optimizer: Literal["adamw", "adam", "sgd"] = _knob("adamw", "optimizer")
+    optimizer: Optimizer = _knob("adamw", "optimizer")
     weight_decay: float = _knob(0.0, "weight decay")
-    scheduler: Literal["none", "plateau", "cosine", "warmup_cosine", "warmup_linear"] = _knob(
+    scheduler: Scheduler = _knob(
         "none",
         "learning-rate schedule: per epoch (plateau, cosine) or per step (warmup_*: linear warmup, "
         "then decay to lr_floor, planned over the run's steps or --seconds, whichever ends first)",
@@ -80,8 +96,8 @@ class RunConfig:
     max_grad_norm: float | None = _knob(1.0, "gradient clipping norm (none: no clipping)")
     time_budget: float | None = _knob(180.0, "training time budget in seconds", flag="--seconds")
     seed: int = _knob(0, "seed of initialisation and batch order")
-    device: Literal["auto", "cpu", "cuda"] = _knob("auto", "auto: cuda when torch sees a GPU")
-    precision: Literal["fp32", "bf16"] = _knob("fp32", "bf16 autocast on CUDA only (far slower on CPU)")
+    device: Device = _knob("auto", "auto: cuda when torch sees a GPU")
+    precision: Precision = _knob("fp32", "bf16 autocast on CUDA only (far slower on CPU)")
     threads: int | None = _knob(None, "torch threads (none: torch's default, all cores)")
 
     @property
@@ -89,10 +105,14 @@ class RunConfig:
         """Train, val and test sizes: the cut of one seeded distinct sample (see make_splits)."""
         return [self.train_size, self.val_size, self.test_size]
 
-    def model_config(self, vocab_size: int, max_seq_length: int = 64) -> ModelConfig:
-        """The model part; building it validates nhead | d_model and the other model fields."""
+    def model_config(self, vocab_size: int, max_seq_length: int | None = None) -> ModelConfig:
+        """The model part; building it validates nhead | d_model and the other model fields.
+
+        ``max_seq_length``: the longest token sequence (none: ``ModelConfig``'s default)."""
         from core import ModelConfig
 
+        if max_seq_length is None:
+            max_seq_length = ModelConfig.max_seq_length
         return ModelConfig(
             vocab_size=vocab_size,
             d_model=self.d_model,

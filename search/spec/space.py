@@ -12,7 +12,8 @@ from typing import Any
 
 import optuna
 
-from search.spec.study_file import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
+from search.spec.params import Categorical, Fixed, FloatRange, IntRange, Param
+from search.spec.sections import SearchSpace
 
 __all__ = ["grid_search_space", "nhead_param_name", "suggest"]
 
