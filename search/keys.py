@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import CollatzHpoError
+
 __all__ = [
     "COUNTED",
     "ROLE_TAG",
@@ -58,7 +60,7 @@ SOURCE_RUN_TAG = "source_run_id"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-class NoCompletedTrialError(ValueError):
+class NoCompletedTrialError(CollatzHpoError, ValueError):
     """A study that has no COMPLETE trial yet, where one is needed (export, report)."""
 
 

@@ -13,9 +13,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Locations", "first_line", "mask", "prepare", "resolve_locations", "sqlite_path"]
+from search.errors import CollatzHpoError, one_line
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "LocationError",
+    "Locations",
+    "first_line",
+    "mask",
+    "prepare",
+    "resolve_locations",
+    "sqlite_path",
+]
 
 STORE_DIR = "mlruns"
+CONNECT_TIMEOUT = 5.0  # seconds a storage or tracking server has to answer before a command gives up
 # scheme:, then any number of slashes (a mistyped "postgresql:/" too), then user:password@
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:/*)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
 _QUERY_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key)=([^&\s]+)")
@@ -27,10 +39,11 @@ def mask(text: str) -> str:
     return _QUERY_SECRET.sub(lambda m: f"{m[1]}=***", text)
 
 
-def first_line(exc: BaseException) -> str:
-    """A one-line, password-masked description of an exception, for one-line user errors."""
-    text = str(exc).strip().splitlines()
-    return mask(text[0] if text else type(exc).__name__)
+first_line = one_line  # the name tracking, study and models.export import: the same function
+
+
+class LocationError(CollatzHpoError, ValueError):
+    """A ``--storage`` or ``--tracking-uri`` that is not a URL (its password masked)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,9 @@ def resolve_locations(
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store / 'mlflow.db'}"
     for name, url in (("storage", storage), ("tracking_uri", tracking_uri)):
         if "://" not in url:
-            raise ValueError(f"--{name.replace('_', '-')}: {mask(url)!r} is not a URL (e.g. sqlite:///x.db)")
+            raise LocationError(
+                f"--{name.replace('_', '-')}: {mask(url)!r} is not a URL (e.g. sqlite:///x.db)"
+            )
     artifact_root = None
     tracking_db = sqlite_path(tracking_uri)
     if tracking_db is not None:

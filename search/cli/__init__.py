@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from search.cli import models, servers, studies, train
-from search.cli.common import CliError
+from search.cli.common import CliError, exit_code_of
+from search.errors import EXIT_INTERRUPTED, one_line
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -31,13 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. Its user errors are reported here, once: ``collatz-hpo: error: <one line>``
+    on stderr (after ``<command>: `` for a command declared ``prefixed``, see
+    ``common.set_command``), exit ``exit_code``; Ctrl-C is exit 130. Anything else is a bug and
+    keeps its traceback."""
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CliError as exc:
-        print(f"collatz-hpo: error: {exc}", file=sys.stderr)
-        return exc.code
     except KeyboardInterrupt:
-        print("collatz-hpo: interrupted", file=sys.stderr)
-        return 130
+        note = f": {args.on_interrupt}" if args.on_interrupt else ""
+        print(f"collatz-hpo: interrupted{note}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = exit_code_of(exc, args.failures)
+        if code is None:
+            raise
+        prefix = f"{args.command}: " if args.prefixed else ""
+        print(f"collatz-hpo: error: {prefix}{one_line(exc)}", file=sys.stderr)
+        return code

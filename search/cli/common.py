@@ -1,43 +1,70 @@
-"""What every command shares: the one-line user error, store flags, studies and stores."""
+"""What every command shares: how its errors are reported, store flags, studies and stores."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from search.errors import one_line
+from search.errors import EXIT_FAILURE, EXIT_USAGE, CollatzHpoError
 
 if TYPE_CHECKING:
     from search.locations import Locations
     from search.spec.study_file import StudyConfig
 
 __all__ = [
-    "EXIT_USAGE",
+    "STORE_FAILURES",
     "CliError",
     "add_connect_timeout",
     "add_store_flags",
     "check_reachable",
     "exec_command",
-    "format_table",
+    "exit_code_of",
     "existing_study",
+    "format_table",
     "load_config",
     "locations_of",
-    "one_line",
     "say",
+    "set_command",
     "study_name",
 ]
 
-EXIT_USAGE = 2
+# MLflow's and the disk's errors, by name (matching them imports nothing): a command that declares
+# them reports them as one line, exit 1 (the input was fine, writing or reading the store failed)
+STORE_FAILURES = ("mlflow.exceptions.MlflowException", "builtins.OSError")
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit code ``code``."""
+class CliError(CollatzHpoError):
+    """A user error the CLI finds itself (a flag, an input file): one line, exit ``exit_code``."""
 
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = exit_code
+
+
+def set_command(
+    p: argparse.ArgumentParser,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    prefixed: bool = False,
+    failures: Sequence[str] = (),
+    on_interrupt: str | None = None,
+) -> None:
+    """``p`` runs ``func``, and how ``main`` reports what it raises (commands catch nothing):
+    ``prefixed`` error lines start with the command's name (``export: ...``); ``failures`` are the
+    dotted names of third-party exceptions that are this command's user errors (exit 1), e.g.
+    ``STORE_FAILURES``; ``on_interrupt`` follows ``interrupted`` on Ctrl-C."""
+    p.set_defaults(func=func, prefixed=prefixed, failures=tuple(failures), on_interrupt=on_interrupt)
+
+
+def exit_code_of(exc: BaseException, failures: Sequence[str] = ()) -> int | None:
+    """The exit code of a user error (a ``CollatzHpoError``, or one of the declared ``failures``
+    or a subclass); None for anything else: a bug, which keeps its traceback."""
+    if isinstance(exc, CollatzHpoError):
+        return exc.exit_code
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
+    return EXIT_FAILURE if names.intersection(failures) else None
 
 
 def say(msg: str) -> None:
@@ -58,25 +85,24 @@ def add_store_flags(p: argparse.ArgumentParser) -> None:
 
 def add_connect_timeout(p: argparse.ArgumentParser) -> None:
     from search.cli.args import positive_float
+    from search.locations import CONNECT_TIMEOUT
 
     p.add_argument(
         "--connect-timeout",
         type=positive_float,
-        default=5.0,
+        default=CONNECT_TIMEOUT,
         metavar="S",
-        help="seconds a storage or tracking server has to answer before the command gives up (default: 5)",
+        help="seconds a storage or tracking server has to answer before the command gives up "
+        f"(default: {CONNECT_TIMEOUT:g})",
     )
 
 
 def check_reachable(locations: Locations, args: argparse.Namespace, tracking: bool = True) -> None:
-    """Stop with one line (exit 2) unless the storage (and tracking server) answer: before anything
-    is written."""
-    from search.study.services import ServiceUnreachable, check_services
+    """Stop with one line (``ServiceUnreachable``, exit 2) unless the storage (and tracking server)
+    answer: before anything is written."""
+    from search.study.services import check_services
 
-    try:
-        check_services(locations, getattr(args, "connect_timeout", 5.0), tracking=tracking)
-    except ServiceUnreachable as exc:
-        raise CliError(str(exc)) from None
+    check_services(locations, args.connect_timeout, tracking=tracking)
 
 
 def load_config(path: str, **overrides: Any) -> StudyConfig:
@@ -84,17 +110,14 @@ def load_config(path: str, **overrides: Any) -> StudyConfig:
 
     try:
         return load_study(path, **overrides)
-    except ConfigError as exc:
+    except ConfigError as exc:  # TODO(merge): delete once ConfigError derives from CollatzHpoError
         raise CliError(str(exc)) from None
 
 
 def locations_of(args: argparse.Namespace) -> Locations:
     from search.locations import resolve_locations
 
-    try:
-        return resolve_locations(getattr(args, "storage", None), args.tracking_uri)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    return resolve_locations(getattr(args, "storage", None), args.tracking_uri)
 
 
 def study_name(text: str) -> str:
@@ -108,13 +131,9 @@ def existing_study(args: argparse.Namespace, tracking: bool = True) -> tuple[Any
     name = study_name(args.study)
     locations = locations_of(args)
     check_reachable(locations, args, tracking)
-    from search.errors import StudyError
     from search.study.opening import load_existing_study
 
-    try:
-        return load_existing_study(name, locations), locations
-    except StudyError as exc:
-        raise CliError(str(exc)) from None
+    return load_existing_study(name, locations), locations
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[str] = ()) -> list[str]:

@@ -8,15 +8,17 @@ import sys
 from typing import Any
 
 from search.cli.common import (
+    STORE_FAILURES,
     CliError,
     add_connect_timeout,
     add_store_flags,
     existing_study,
     format_table,
     locations_of,
-    one_line,
     say,
+    set_command,
 )
+from search.errors import EXIT_FAILURE
 
 __all__ = ["add_commands"]
 
@@ -44,27 +46,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     reg.add_argument("--no-register", action="store_true", help="write the directory only")
     add_store_flags(p)
-    p.set_defaults(func=_cmd_export)
+    set_command(p, _cmd_export, prefixed=True, failures=STORE_FAILURES)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     study, locations = existing_study(args)
-    from mlflow.exceptions import MlflowException
-
     from search.models.export import export_trial
-    from search.models.loading import ExportError
 
-    try:
-        export_trial(
-            study,
-            locations.tracking_uri,
-            out=args.out,
-            trial_number=args.trial,
-            register=None if args.no_register else args.register,
-            log=say,
-        )
-    except (ExportError, MlflowException, OSError) as exc:
-        raise CliError(f"export: {one_line(exc)}", code=1) from None
+    export_trial(
+        study,
+        locations.tracking_uri,
+        out=args.out,
+        trial_number=args.trial,
+        register=None if args.no_register else args.register,
+        log=say,
+    )
     return 0
 
 
@@ -85,7 +81,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
     add_connect_timeout(p)
-    p.set_defaults(func=_cmd_predict)
+    set_command(p, _cmd_predict, prefixed=True)
 
 
 Inputs = list[tuple[int | None, str]]  # (line number in the file or stdin, or None for an argument; text)
@@ -107,13 +103,13 @@ def _predict_inputs(args: argparse.Namespace) -> tuple[Inputs, bool]:
             with open(args.file) as fh:
                 values += _read_integers(fh.read())
         except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"predict: cannot read {args.file}: {exc.strerror or exc}", code=1) from None
+            raise CliError(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_FAILURE) from None
     elif not values:
         if sys.stdin is None or sys.stdin.isatty():
-            raise CliError("predict: no inputs: give N ..., --file F, or pipe integers on stdin")
+            raise CliError("no inputs: give N ..., --file F, or pipe integers on stdin")
         values = _read_integers(sys.stdin.read())
     if not values:
-        raise CliError("predict: no integers to predict")
+        raise CliError("no integers to predict")
     return values, len(values) > len(args.values)
 
 
@@ -121,32 +117,21 @@ def _load_model(args: argparse.Namespace) -> Any:
     """The export directory, or the registered ``models:/`` model (downloaded, then loaded)."""
     import tempfile
 
-    from search.models.loading import ExportError, load_export
+    from search.models.loading import load_export
 
-    try:
-        if not args.model.startswith("models:/"):
-            return load_export(args.model)
-        from search.models.registry import ModelUriError, resolve_model
-        from search.study.services import ServiceUnreachable, check_tracking
+    if not args.model.startswith("models:/"):
+        return load_export(args.model)
+    from search.models.registry import resolve_model
+    from search.study.services import check_tracking
 
-        locations = locations_of(args)
-        try:
-            check_tracking(locations.tracking_uri, args.connect_timeout)
-        except ServiceUnreachable as exc:
-            raise CliError(f"predict: {exc}") from None
-        with tempfile.TemporaryDirectory(prefix="collatz-predict-") as tmp:
-            try:
-                return load_export(resolve_model(args.model, locations, tmp))
-            except ModelUriError as exc:
-                raise CliError(f"predict: {exc}") from None
-    except ExportError as exc:
-        raise CliError(f"predict: {exc}", code=1) from None
+    locations = locations_of(args)
+    check_tracking(locations.tracking_uri, args.connect_timeout)
+    with tempfile.TemporaryDirectory(prefix="collatz-predict-") as tmp:
+        return load_export(resolve_model(args.model, locations, tmp))
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
-
-    from search.models.loading import InputError
 
     inputs, bulk = _predict_inputs(args)
     model = _load_model(args)
@@ -157,10 +142,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if line is not None:
                 row["line"] = line
     else:
-        try:
-            rows = model.compare(texts)
-        except InputError as exc:
-            raise CliError(f"predict: {exc}") from None
+        rows = model.compare(texts)  # the first bad input is the error
     failed = [row for row in rows if "error" in row]
     for row in failed:
         where = f"line {row['line']}" if "line" in row else "argument"
@@ -202,23 +184,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", metavar="STUDY", help="study name or study file")
     p.add_argument("--out", metavar="DIR", help="report directory (default: reports/<study>)")
     add_store_flags(p)
-    p.set_defaults(func=_cmd_report)
+    set_command(p, _cmd_report, prefixed=True, failures=STORE_FAILURES)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     study, locations = existing_study(args)
-    from mlflow.exceptions import MlflowException
-
-    from search.report.study_report import ReportError, log_report, write_report
+    from search.report.study_report import log_report, write_report
 
     out = args.out or os.path.join("reports", study.study_name)
-    try:
-        report = write_report(study, out, locations.tracking_uri)
-        log_report(report, study, locations.tracking_uri)
-    except ReportError as exc:
-        raise CliError(f"report: {exc}") from None
-    except (MlflowException, OSError) as exc:
-        raise CliError(f"report: {one_line(exc)}", code=1) from None
+    report = write_report(study, out, locations.tracking_uri)
+    log_report(report, study, locations.tracking_uri)
     print(f"report of study '{study.study_name}' in {out}/:")
     for path in report.files:
         print(f"  {path.name} ({path.stat().st_size:,} bytes)")

@@ -14,8 +14,10 @@ from search.cli.common import (
     existing_study,
     locations_of,
     say,
+    set_command,
     study_name,
 )
+from search.errors import EXIT_FAILURE
 from search.locations import mask
 
 __all__ = ["add_commands"]
@@ -46,7 +48,7 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allowed-hosts", help="comma-separated Host headers to accept (when not on localhost)")
     p.add_argument("--basic-auth", action="store_true", help="enable MLflow's basic-auth app")
     p.add_argument("--print-only", action="store_true", help="print the command instead of running it")
-    p.set_defaults(func=_cmd_server)
+    set_command(p, _cmd_server)
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
@@ -87,7 +89,7 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", metavar="STUDY", nargs="?", help="study name or study file (default: all)")
     _add_address(p, 5000)
     p.add_argument("--tracking-uri", help="backend store (default: the embedded sqlite:///mlruns/mlflow.db)")
-    p.set_defaults(func=_cmd_ui)
+    set_command(p, _cmd_ui, prefixed=True)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -98,7 +100,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}"
     links = {} if locations.missing_store("tracking_uri") else study_links(locations.tracking_uri, base, name)
     if name is not None and not links:
-        raise CliError(f"ui: no MLflow experiment named '{name}' in {mask(locations.tracking_uri)}")
+        raise CliError(f"no MLflow experiment named '{name}' in {mask(locations.tracking_uri)}")
     say(f"MLflow UI on {base} (one worker, no job runner; Ctrl-C to stop)")
     for study, link in sorted(links.items()):
         say(f"study '{study}' trial runs: {link}")
@@ -117,7 +119,7 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", metavar="STUDY", help="study name or study file")
     _add_address(p, 8080)
     add_store_flags(p)
-    p.set_defaults(func=_cmd_dashboard)
+    set_command(p, _cmd_dashboard, prefixed=True)
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -125,9 +127,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     if not dashboard_installed():
         raise CliError(
-            "dashboard: optuna-dashboard is not installed; "
-            "install it with: pip install 'collatz-hpo[dashboard]'",
-            code=1,
+            "optuna-dashboard is not installed; install it with: pip install 'collatz-hpo[dashboard]'",
+            exit_code=EXIT_FAILURE,
         )
     study, locations = existing_study(args, tracking=False)
     base = f"http://{args.host}:{args.port}"

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from search.cli.args import positive_float, positive_int
 from search.cli.common import (
-    CliError,
     add_store_flags,
     check_reachable,
     existing_study,
@@ -18,10 +15,8 @@ from search.cli.common import (
     load_config,
     locations_of,
     say,
+    set_command,
 )
-
-if TYPE_CHECKING:
-    from search.study.launch import LaunchResult
 
 __all__ = ["add_commands"]
 
@@ -30,19 +25,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_launch(sub)
     _add_worker(sub)
     _add_status(sub)
-
-
-def _run_study(run: Callable[[], LaunchResult]) -> LaunchResult:
-    """Run ``launch``/``join`` with SIGTERM stopping like Ctrl-C; StudyError is a one-line error."""
-    from search.errors import StudyError
-    from search.locations import mask
-    from search.signals import stop_on_sigterm
-
-    stop_on_sigterm()
-    try:
-        return run()
-    except StudyError as exc:
-        raise CliError(mask(str(exc))) from None
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +46,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-start-k", type=positive_int, default=4, metavar="K", help="how many (default: 4)")
     p.add_argument("--verbose", action="store_true", help="also print one line per trial epoch")
     add_store_flags(p)
-    p.set_defaults(func=_cmd_launch)
+    set_command(p, _cmd_launch)
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
@@ -74,12 +56,12 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     )
     locations = locations_of(args)
     check_reachable(locations, args)
+    from search.signals import stop_on_sigterm
     from search.study.launch import launch
     from search.study.progress import is_terminal
 
-    result = _run_study(
-        lambda: launch(cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal())
-    )
+    stop_on_sigterm()  # SIGTERM stops like Ctrl-C
+    result = launch(cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal())
     c = result.counts
     best = (
         f"; best {result.best_value:.4f} (trial {result.best_trial})" if result.best_trial is not None else ""
@@ -105,20 +87,18 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-trials", type=positive_int, help="total trials (COMPLETE + PRUNED) to reach")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
     add_store_flags(p)
-    p.set_defaults(func=_cmd_worker)
+    set_command(p, _cmd_worker, on_interrupt="the running trial is recorded as FAIL (interrupted)")
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     cfg = load_config(args.study_file, n_trials=args.n_trials, timeout=args.timeout)
     locations = locations_of(args)
     check_reachable(locations, args)
+    from search.signals import stop_on_sigterm
     from search.study.launch import join
 
-    try:
-        result = _run_study(lambda: join(cfg, locations, args.worker_index, log=say))
-    except KeyboardInterrupt:
-        print("interrupted: the running trial is recorded as FAIL (interrupted)", file=sys.stderr)
-        return 130
+    stop_on_sigterm()  # SIGTERM stops like Ctrl-C
+    result = join(cfg, locations, args.worker_index, log=say)
     c = result.counts
     print(
         f"worker done: study '{result.study_name}' {c['complete']} complete, {c['pruned']} pruned, "
@@ -131,7 +111,7 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="table of a study's trials and the best so far")
     p.add_argument("study", metavar="STUDY", help="study name or study file")
     add_store_flags(p)
-    p.set_defaults(func=_cmd_status)
+    set_command(p, _cmd_status)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

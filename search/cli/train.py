@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.cli.args import int_expr, non_negative_float, or_none, positive_float, positive_int
-from search.cli.common import CliError, add_store_flags, locations_of, say, study_name
+from search.cli.common import CliError, add_store_flags, locations_of, say, set_command, study_name
+from search.errors import CollatzHpoError, one_line
 
 if TYPE_CHECKING:
     from search.spec.runconfig import RunConfig
@@ -92,7 +93,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_run_flags(p)
     p.add_argument("--checkpoint-dir", default="checkpoints/train", help="where last.pt/best.pt go")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_cmd_train)
+    set_command(p, _cmd_train, prefixed=True)
 
 
 def run_config_of(args: argparse.Namespace) -> RunConfig:
@@ -111,8 +112,10 @@ def run_config_of(args: argparse.Namespace) -> RunConfig:
         cfg.validate()
         if cfg.init_from is not None and not cfg.init_in_store and not Path(cfg.init_from).is_file():
             raise ValueError(f"--init-from {cfg.init_from}: no such checkpoint file")
-    except (ValueError, TypeError) as exc:
-        raise CliError(f"train: {exc}") from None
+    except CollatzHpoError:
+        raise
+    except (ValueError, TypeError) as exc:  # RunConfig's own checks
+        raise CliError(one_line(exc)) from None
     return cfg
 
 
@@ -120,15 +123,11 @@ def _trial_config(args: argparse.Namespace) -> RunConfig:
     name, sep, which = args.from_trial.rpartition(":")
     if not sep or not name or not (which.isdigit() or which == "best"):
         raise ValueError(f"--from-trial {args.from_trial!r}: expected STUDY:N or STUDY:best")
-    from search.errors import StudyError
     from search.study.opening import load_existing_study
     from search.trial.lifecycle import trial_run_config
 
-    try:
-        study = load_existing_study(study_name(name), locations_of(args))
-        return trial_run_config(study, None if which == "best" else int(which))
-    except StudyError as exc:
-        raise ValueError(str(exc)) from None
+    study = load_existing_study(study_name(name), locations_of(args))
+    return trial_run_config(study, None if which == "best" else int(which))
 
 
 def _fetched(cfg: RunConfig, args: argparse.Namespace, tmp: str) -> RunConfig:
@@ -140,7 +139,7 @@ def _fetched(cfg: RunConfig, args: argparse.Namespace, tmp: str) -> RunConfig:
     try:
         return fetch_init(cfg, locations_of(args).tracking_uri, tmp)
     except Exception as exc:  # MLflow raises several types for a missing run or artifact
-        raise CliError(f"train: --init-from {cfg.init_from}: {str(exc).splitlines()[0]}") from None
+        raise CliError(f"--init-from {cfg.init_from}: {one_line(exc)}") from None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -148,14 +147,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import tempfile
 
     cfg = run_config_of(args)
-    from search.trial.training import InitFromError, execute
+    from search.trial.training import execute
 
     with tempfile.TemporaryDirectory(prefix="collatz-init-") as tmp:
         cfg = _fetched(cfg, args, tmp)
-        try:
-            result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=None if args.json else say)
-        except InitFromError as exc:  # raised before training: nothing written
-            raise CliError(f"train: {exc}") from None
+        # a bad init_from (InitFromError) is found before training: nothing written
+        result = execute(cfg, checkpoint_dir=args.checkpoint_dir, log=None if args.json else say)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -162,7 +162,8 @@ def _code_paths() -> Iterator[list[str]]:
         pkg = Path(tmp, "search")
         (pkg / "models").mkdir(parents=True)
         (pkg / "__init__.py").write_text('"""What an exported collatz-hpo MLflow model needs."""\n')
-        shutil.copy(search_dir / "pyfunc.py", pkg / "pyfunc.py")
+        for name in ("pyfunc.py", "errors.py", "locations.py"):  # loading's errors derive from search.errors
+            shutil.copy(search_dir / name, pkg / name)
         for name in ("__init__.py", "loading.py", "pyfunc.py"):
             shutil.copy(models_dir / name, pkg / "models" / name)
         yield [str(Path(tmp, "core")), str(pkg)]

@@ -2,7 +2,8 @@
 
 An export directory holds the weights (safetensors: loading them runs no code) and a JSON config
 with everything needed to rebuild the model and encode its inputs. Loading one needs only
-``core``, torch, json and safetensors: neither Optuna, nor MLflow, nor the study database.
+``core``, torch, json, safetensors and the stdlib-only ``search.errors`` and ``search.locations``
+(staged with every MLflow model): neither Optuna, nor MLflow, nor the study database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from core.encoding import BOS, EOS, NUM_SPECIAL, PAD, MultiBaseEncoder
 from core.model import CollatzTransformer, ModelConfig
+from search.errors import EXIT_FAILURE, CollatzHpoError, one_line
 
 __all__ = [
     "CONFIG_FILE",
@@ -42,11 +44,13 @@ CONFIG_FILE = "config.json"
 _REQUIRED = ("format", "model", "encoding", "max_length")
 
 
-class ExportError(ValueError):
+class ExportError(CollatzHpoError, ValueError):
     """An export (or registered model) that is missing, truncated or not one of ours."""
 
+    exit_code = EXIT_FAILURE
 
-class InputError(ValueError):
+
+class InputError(CollatzHpoError, ValueError):
     """A value the model cannot take: not an integer, not odd and positive, or too long."""
 
 
@@ -244,7 +248,7 @@ def load_files(weights: str | Path, config_path: str | Path, device: str = "cpu"
     try:
         state = load_file(str(weights), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ExportError(f"cannot read weights {weights}: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"cannot read weights {weights}: {one_line(exc)}") from None
     try:
         model_config = ModelConfig(**config["model"])
         base = int(config["encoding"]["base"])
@@ -256,8 +260,7 @@ def load_files(weights: str | Path, config_path: str | Path, device: str = "cpu"
         model = CollatzTransformer.from_config(model_config)
         model.load_state_dict(state)
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(f"{config_path} and {weights.name} do not make a model: {first}") from None
+        raise ExportError(f"{config_path} and {weights.name} do not make a model: {one_line(exc)}") from None
     model.to(device).eval()
     return ExportedModel(model, config, str(weights.parent))
 

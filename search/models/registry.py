@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from search import keys
+from search.errors import CollatzHpoError, one_line
 from search.events import Log
 from search.locations import Locations, mask
 from search.models.loading import CONFIG_FILE, ExportError
@@ -31,7 +32,7 @@ ALIAS = "champion"  # moved to every new version: models:/NAME@champion is the l
 MLFLOW_MODEL_DIR = "mlflow_model"  # the pyfunc model inside an export directory
 
 
-class ModelUriError(ValueError):
+class ModelUriError(CollatzHpoError, ValueError):
     """A ``models:/`` URI that is not ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
 
 
@@ -147,6 +148,5 @@ def resolve_model(uri: str, locations: Locations, dst: str) -> Path:
             artifact_uri=location, dst_path=dst, tracking_uri=tracking_uri
         )
     except (MlflowException, OSError) as exc:
-        text = " ".join(str(exc).split())
-        raise ExportError(f"cannot resolve {uri} in {mask(tracking_uri)}: {mask(text)}") from None
+        raise ExportError(f"cannot resolve {uri} in {mask(tracking_uri)}: {one_line(exc)}") from None
     return Path(path)

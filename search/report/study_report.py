@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
+from search.errors import CollatzHpoError
 
 if TYPE_CHECKING:  # pandas loads where a table is written, not for `status`, which prints rows
     import pandas as pd
@@ -55,7 +56,7 @@ TEST_CLASS_METRIC = re.compile(r"^test_exact_match_k(\d+)_kp(\d+)$")
 MAX_CLASSES = 12  # the most frequent (k, k′) classes are shown (share 2^-(k+k′))
 
 
-class ReportError(ValueError):
+class ReportError(CollatzHpoError, ValueError):
     """A study that cannot be reported (no completed trial)."""
 
 

@@ -16,12 +16,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from search.errors import StudyError
-from search.locations import Locations, first_line, mask, sqlite_path
+from search.errors import StudyError, one_line
+from search.locations import CONNECT_TIMEOUT, Locations, mask, sqlite_path
 
-__all__ = ["DEFAULT_TIMEOUT", "ServiceUnreachable", "check_services", "check_storage", "check_tracking"]
+__all__ = ["ServiceUnreachable", "check_services", "check_storage", "check_tracking"]
 
-DEFAULT_TIMEOUT = 5.0  # seconds each service has to answer
 _UNAVAILABLE = (502, 503, 504)  # a proxy that answers for a server that does not
 
 
@@ -29,7 +28,7 @@ class ServiceUnreachable(StudyError):
     """The storage or the tracking server did not answer (one line, password masked)."""
 
 
-def check_storage(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+def check_storage(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Connect to a database storage once (``SELECT 1``); sqlite files are local: not probed."""
     if sqlite_path(url) is not None or url.startswith("sqlite:"):
         return
@@ -39,7 +38,7 @@ def check_storage(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     try:
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
     except Exception as exc:  # no driver, malformed URL
-        raise ServiceUnreachable(f"cannot use Optuna storage {mask(url)}: {first_line(exc)}") from None
+        raise ServiceUnreachable(f"cannot use Optuna storage {mask(url)}: {one_line(exc)}") from None
 
     def probe() -> None:
         try:
@@ -51,7 +50,7 @@ def check_storage(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     _within(probe, timeout, f"Optuna storage {mask(url)}")
 
 
-def check_tracking(uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+def check_tracking(uri: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Ask an HTTP tracking server for ``/health``: any answer but 502/503/504 is an answer
     (a server behind authentication answers 401). Other schemes are local: not probed."""
     if not uri.startswith(("http://", "https://")):
@@ -68,7 +67,7 @@ def check_tracking(uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     _within(probe, timeout, f"MLflow tracking server {mask(uri)}")
 
 
-def check_services(locations: Locations, timeout: float = DEFAULT_TIMEOUT, tracking: bool = True) -> None:
+def check_services(locations: Locations, timeout: float = CONNECT_TIMEOUT, tracking: bool = True) -> None:
     """Both services of a study answer within ``timeout`` (asked at the same time); else one line."""
     checks = [lambda: check_storage(locations.storage, timeout)]
     if tracking:
@@ -93,9 +92,9 @@ def _within(probe: Callable[[], None], timeout: float, what: str) -> None:
 
 
 def _cause(exc: BaseException) -> str:
-    """The most telling line: the innermost reason (``Connection refused``), not the wrapper."""
+    """The innermost reason (``Connection refused``), not the wrapper, as one line."""
     reason = getattr(exc, "reason", None)
     if isinstance(reason, BaseException):
         exc = reason
     orig = getattr(exc, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's error
-    return first_line(orig if isinstance(orig, BaseException) else exc)
+    return one_line(orig if isinstance(orig, BaseException) else exc)

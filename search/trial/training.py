@@ -29,6 +29,7 @@ from core import (
     make_splits,
     split_values,
 )
+from search.errors import CollatzHpoError
 from search.spec.runconfig import RunConfig
 
 __all__ = [
@@ -136,7 +137,7 @@ def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
 
 
-class InitFromError(ValueError):
+class InitFromError(CollatzHpoError, ValueError):
     """``init_from`` names no readable checkpoint of this run's model (raised before training)."""
 
 
