@@ -106,12 +106,10 @@ def check_reachable(locations: Locations, args: argparse.Namespace, tracking: bo
 
 
 def load_config(path: str, **overrides: Any) -> StudyConfig:
-    from search.spec.study_file import ConfigError, load_study
+    """The validated study file (a ``ConfigError`` is a one-line error of ``main``, exit 2)."""
+    from search.spec.study_file import load_study
 
-    try:
-        return load_study(path, **overrides)
-    except ConfigError as exc:  # TODO(merge): delete once ConfigError derives from CollatzHpoError
-        raise CliError(str(exc)) from None
+    return load_study(path, **overrides)
 
 
 def locations_of(args: argparse.Namespace) -> Locations:

@@ -43,8 +43,10 @@ class ConfigError(CollatzHpoError, ValueError):
         return (type(self), (self.path, self.key, self.problem))
 
 
-class KeyedError(ValueError):
-    """Raised inside validators: ``problem`` at ``subkey`` below the validated object's location."""
+class KeyedError(CollatzHpoError, ValueError):
+    """Raised inside validators: ``problem`` at ``subkey`` below the validated object's location.
+
+    A ValueError, so pydantic collects it; it reaches the user as the ``ConfigError`` it becomes."""
 
     def __init__(self, problem: str, subkey: Loc = ()) -> None:
         super().__init__(problem)
