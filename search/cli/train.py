@@ -122,7 +122,7 @@ def _trial_config(args: argparse.Namespace) -> RunConfig:
         raise ValueError(f"--from-trial {args.from_trial!r}: expected STUDY:N or STUDY:best")
     from search.errors import StudyError
     from search.study.opening import load_existing_study
-    from search.trial.lifecycle import trial_run_config
+    from search.trial.config import trial_run_config
 
     try:
         study = load_existing_study(study_name(name), locations_of(args))
