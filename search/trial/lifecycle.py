@@ -51,6 +51,7 @@ class Plan:
 def run_trial(trial: optuna.Trial, env: TrialEnv, tags: Mapping[str, str] | None = None) -> TrialOutcome:
     """Run one asked trial to its end and record it in MLflow; the caller tells Optuna."""
     plan = _plan(trial, env, tags or {})
+    # the stack holds the run's system-metrics sampling: from its start until it is recorded
     with tempfile.TemporaryDirectory(prefix=f"trial-{trial.number}-") as tmp, contextlib.ExitStack() as stack:
         run = TrialRun(trial, env, plan, Path(tmp), stack)
         return run.record(_settle(run))
