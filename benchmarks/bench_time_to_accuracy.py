@@ -29,7 +29,7 @@ from search.locations import resolve_locations
 from search.spec.runconfig import RunConfig
 from search.spec.study_file import load_study
 from search.study.launch import launch
-from search.trial.lifecycle import trial_run_config
+from search.trial.config import trial_run_config
 from search.trial.training import execute
 
 

@@ -42,7 +42,7 @@ from search.spec.study_file import parse_study  # noqa: E402
 from search.study.opening import open_study  # noqa: E402
 from search.study.workers import Worker  # noqa: E402
 from search.tracking.runs import class_metrics  # noqa: E402
-from search.trial.lifecycle import TrialOutcome  # noqa: E402
+from search.trial.body import TrialBody, TrialEnv, TrialOutcome  # noqa: E402
 
 CLASSES = [(1, 1), (1, 2), (2, 1), (1, 3), (2, 2), (3, 1), (1, 4), (4, 1)]
 EPOCH_KEYS = ["train_loss", "val_loss", "val_accuracy", "val_exact_match", "lr", "samples_per_sec"]
@@ -75,10 +75,11 @@ def study_dict(name: str, n_trials: int, epochs: int) -> dict[str, Any]:
     }
 
 
-def sleepy_trial(epoch_seconds: float) -> Callable[..., TrialOutcome]:
-    """A trial body with ``run_trial``'s signature that trains nothing: sleep, log, report."""
+def sleepy_trial(epoch_seconds: float) -> TrialBody:
+    """A trial body (``run_trial``'s protocol) that trains nothing: sleep, log, report."""
 
-    def body(study: Any, trial: Any, cfg: Any, tracker: Any, log: Any, cache: Any, **kw: Any) -> TrialOutcome:
+    def body(trial: Any, env: TrialEnv, tags: Any) -> TrialOutcome:
+        study, cfg, tracker = env.study, env.cfg, env.tracker
         params = suggest(trial, cfg.search)
         keys.set_trial_params(trial, params)
         run_id = tracker.start_trial_run(
@@ -134,12 +135,19 @@ class Timers:
         return timed
 
 
+def _join(cfg: Any, loc: Locations, index: int) -> Any:
+    """Open the study as ``collatz-hpo worker`` does: with its parent run."""
+    opened = open_study(cfg, loc, index, log=lambda _m: None)
+    opened.ensure_parent_run()
+    return opened
+
+
 def worker_main(cfg_dict: dict, loc: Locations, index: int, out: str, epoch_seconds: float) -> None:
     """One worker process: open the study, run the real worker loop, write its latencies."""
     timers, error = Timers(), None
     try:
         cfg = parse_study(cfg_dict)
-        opened = timers.wrap("open_study", open_study)(cfg, loc, index, parent_run=True, log=lambda _m: None)
+        opened = timers.wrap("open_study", _join)(cfg, loc, index)
         opened.study.ask = timers.wrap("ask", opened.study.ask)
         opened.study.tell = timers.wrap("tell", opened.study.tell)
         opened.tracker.log_metrics = timers.wrap("metric_batch", opened.tracker.log_metrics)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import CollatzHpoError
@@ -22,6 +23,7 @@ __all__ = [
     "ROLE_TAG",
     "NoCompletedTrialError",
     "best_trial",
+    "maximized",
     "require_completed",
     "state_counts",
     "trial_params",
@@ -72,6 +74,11 @@ def study_config(study: optuna.Study) -> dict[str, Any] | None:
 def study_metric(study: optuna.Study, default: str | None = None) -> str | None:
     """The objective metric named in the study file the study was created from."""
     return ((study_config(study) or {}).get("study") or {}).get("metric", default)
+
+
+def maximized(study: optuna.Study) -> bool:
+    """Whether the study's objective is maximized (its direction as Optuna stored it)."""
+    return study.direction == StudyDirection.MAXIMIZE
 
 
 def parent_run_id(study: optuna.Study) -> str | None:

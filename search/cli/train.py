@@ -124,7 +124,7 @@ def _trial_config(args: argparse.Namespace) -> RunConfig:
     if not sep or not name or not (which.isdigit() or which == "best"):
         raise ValueError(f"--from-trial {args.from_trial!r}: expected STUDY:N or STUDY:best")
     from search.study.opening import load_existing_study
-    from search.trial.lifecycle import trial_run_config
+    from search.trial.config import trial_run_config
 
     study = load_existing_study(study_name(name), locations_of(args))
     return trial_run_config(study, None if which == "best" else int(which))

@@ -102,7 +102,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     report = Report(out)
     name = study.study_name
     metric = keys.study_metric(study, "value")
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    maximize = keys.maximized(study)
 
     trials_table(study).to_csv(out / "trials.csv", index=False)
     report.files.append(out / "trials.csv")

@@ -19,9 +19,11 @@ from search.errors import StudyError
 from search.events import Log
 from search.locations import Locations
 from search.spec.study_file import StudyConfig
+from search.study.final import run_final
 from search.study.opening import OpenStudy, open_study, recover
+from search.study.processes import run_processes
 from search.study.progress import StudyProgress
-from search.study.workers import Worker, WorkerStats, run_processes
+from search.study.workers import Worker, WorkerStats
 
 __all__ = ["LaunchResult", "default_worker_index", "join", "launch"]
 
@@ -52,12 +54,8 @@ def launch(
     ``live``, to a live terminal display (``search.study.progress``).
     """
     started = time.time()
-    opened = open_study(cfg, locations, 0, parent_run=True, recover_dead=True, log=log)
+    opened = _open(cfg, locations, workers, log)
     deadline = _deadline(cfg)
-    log(
-        f"study '{cfg.study.name}': {keys.counted(opened.counts())} of {cfg.study.n_trials} "
-        f"trials done; {workers} worker(s); {locations.describe()}"
-    )
     interrupted, failed_workers = False, 0
     stats: list[WorkerStats] = []
     progress = StudyProgress.of(
@@ -78,8 +76,8 @@ def launch(
                 stats, failed_workers = run_processes(opened, workers, deadline, progress)
             if cfg.final is not None and not failed_workers:
                 _reload(opened)
-                worker.run_final(_final_seconds(cfg, started))
-    except KeyboardInterrupt:
+                run_final(worker, started)
+    except KeyboardInterrupt:  # the workers recorded their trials
         interrupted = True
     except StudyError as exc:
         log(f"error: {exc}")
@@ -89,6 +87,20 @@ def launch(
     opened.update_parent()
     opened.finish_parent("KILLED" if interrupted else ("FAILED" if failed_workers else "FINISHED"))
     return _result(opened, stats, interrupted, 130 if interrupted else (1 if failed_workers else 0))
+
+
+def _open(cfg: StudyConfig, locations: Locations, workers: int, log: Log) -> OpenStudy:
+    """Open the study for ``launch``: close what dead workers left RUNNING, make sure of the parent
+    run, say where the study stands."""
+    opened = open_study(cfg, locations, 0, log=log)
+    with opened.lock():
+        recover(opened, log)
+    opened.ensure_parent_run()
+    log(
+        f"study '{cfg.study.name}': {keys.counted(opened.counts())} of {cfg.study.n_trials} "
+        f"trials done; {workers} worker(s); {locations.describe()}"
+    )
+    return opened
 
 
 def default_worker_index() -> int:
@@ -107,7 +119,8 @@ def join(
     The last worker to see the study complete marks the parent run FINISHED.
     """
     index = default_worker_index() if worker_index is None else worker_index
-    opened = open_study(cfg, locations, index, parent_run=True, log=log)
+    opened = open_study(cfg, locations, index, log=log)
+    opened.ensure_parent_run()
     log(
         f"worker {index} joined study '{cfg.study.name}' (sampler seed {cfg.study.seed + index}); "
         f"{locations.describe()}"
@@ -124,18 +137,6 @@ def join(
 def _deadline(cfg: StudyConfig) -> float | None:
     """When workers stop starting trials (wall clock), from the study's timeout."""
     return time.time() + cfg.study.timeout if cfg.study.timeout else None
-
-
-FINAL_TEST_RESERVE = 60.0  # seconds left at the end of [final] end_at for the test evaluation
-
-
-def _final_seconds(cfg: StudyConfig, started: float) -> float:
-    """The final run's training budget: ``[final] seconds``, or what is left until ``end_at``."""
-    assert cfg.final is not None
-    if cfg.final.seconds is not None:
-        return cfg.final.seconds
-    assert cfg.final.end_at is not None
-    return max(60.0, cfg.final.end_at - (time.time() - started) - FINAL_TEST_RESERVE)
 
 
 def _reload(opened: OpenStudy) -> None:

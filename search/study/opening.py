@@ -2,6 +2,7 @@
 still matches its study file, recover what dead workers left behind, summarise it.
 
 ``open_study`` is the one opening shared by ``launch``, ``join`` and every worker process.
+``launch`` and ``join`` then make sure of the study's parent run; ``launch`` recovers first.
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ class OpenStudy:
                 run_id, self.counts(), keys.best_trial(self.study), trials_table(self.study)
             )
 
+    def ensure_parent_run(self) -> None:
+        """Make sure the study's MLflow parent run exists and is RUNNING: under the study lock, so
+        workers that open the study together make one."""
+        with self.lock():
+            run_id = self.tracker.ensure_parent_run(
+                keys.parent_run_id(self.study), _study_params(self.cfg), self.cfg.to_dict()
+            )
+            if run_id != keys.parent_run_id(self.study):
+                keys.set_parent_run_id(self.study, run_id)
+
     def finish_parent(self, status: str = "FINISHED") -> None:
         run_id = keys.parent_run_id(self.study)
         if run_id is not None:
@@ -88,35 +99,16 @@ def quiet_libraries() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def open_study(
-    cfg: StudyConfig,
-    locations: Locations,
-    worker_index: int = 0,
-    *,
-    parent_run: bool = False,
-    recover_dead: bool = False,
-    log: Log = print,
-) -> OpenStudy:
-    """Open (creating if absent) the study of ``cfg`` under the study lock.
-
-    ``parent_run``: make sure the study's MLflow parent run exists and is RUNNING;
-    ``recover_dead``: first close what dead workers left RUNNING. ``log`` tells what was done.
-    """
+def open_study(cfg: StudyConfig, locations: Locations, worker_index: int = 0, log: Log = print) -> OpenStudy:
+    """Open (creating if absent) the study of ``cfg`` under the study lock; ``log`` tells what was
+    done (a grid or warm start enqueued). ``launch`` and ``join`` then make sure of the parent run
+    (``OpenStudy.ensure_parent_run``); ``launch`` first recovers what dead workers left (``recover``)."""
     quiet_libraries()
     prepare(locations)
     storage = open_storage(locations.storage, cfg)
     with study_lock(locations.storage, cfg.study.name, storage.engine):
         study = create_or_load(cfg, storage, worker_index, log)
-        opened = OpenStudy(cfg, locations, storage, study, _open_tracker(cfg, locations))
-        if recover_dead:
-            recover(opened, log)
-        if parent_run:
-            run_id = opened.tracker.ensure_parent_run(
-                keys.parent_run_id(study), _study_params(cfg), cfg.to_dict()
-            )
-            if run_id != keys.parent_run_id(study):
-                keys.set_parent_run_id(study, run_id)
-    return opened
+        return OpenStudy(cfg, locations, storage, study, _open_tracker(cfg, locations))
 
 
 def _open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:

@@ -138,7 +138,7 @@ class StudyProgress:
             name=study.study_name,
             n_trials=n_trials,
             counts=keys.state_counts(study.get_trials(deepcopy=False)),
-            maximize=study.direction.name == "MAXIMIZE",
+            maximize=keys.maximized(study),
             best=(best.value, best.number) if best is not None else None,
             **kwargs,
         )

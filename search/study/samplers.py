@@ -90,7 +90,7 @@ def enqueue_warm_start(
     except KeyError:
         raise StudyError(f"study.warm_start: no study named '{ws.study}' in this storage") from None
     complete = [t for t in source.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    reverse = source.direction == optuna.study.StudyDirection.MAXIMIZE
+    reverse = keys.maximized(source)
     best = sorted(complete, key=lambda t: t.value, reverse=reverse)[: ws.top_k]
     enqueued = 0
     for t in best:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -35,12 +35,21 @@ from search.spec.runconfig import RunConfig
 __all__ = [
     "InitFromError",
     "RunResult",
+    "Splits",
     "build_data",
     "build_model",
     "build_test_set",
     "evaluate_test",
     "execute",
 ]
+
+
+class Splits(NamedTuple):
+    """A run's three datasets, disjoint by value (``build_data``)."""
+
+    train: CollatzDataset
+    val: CollatzDataset
+    test: CollatzDataset
 
 
 @dataclass
@@ -87,10 +96,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_data(cfg: RunConfig) -> tuple[CollatzDataset, CollatzDataset, CollatzDataset]:
+def build_data(cfg: RunConfig) -> Splits:
     """Train/val/test splits, disjoint by value; the same values for every base and trial."""
     train, val, test = make_splits(cfg.data_range, cfg.split_sizes, cfg.base, seed=cfg.data_seed)
-    return train, val, test
+    return Splits(train, val, test)
 
 
 def build_test_set(cfg: RunConfig) -> CollatzDataset:
@@ -189,7 +198,7 @@ def execute(
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] | None = print,
     log_interval: int = 10**9,
-    data: tuple[CollatzDataset, CollatzDataset, CollatzDataset] | None = None,
+    data: Splits | None = None,
 ) -> RunResult:
     """Train one model as ``cfg`` says and evaluate its best checkpoint on the test set."""
     if cfg.threads:
@@ -211,15 +220,7 @@ def execute(
         **_trainer_options(cfg, device, checkpoint_dir, cbs, log, log_interval),
     )
     start = time.perf_counter()
-    history = trainer.train(
-        cfg.epochs,
-        optimizer,
-        lr_scheduler=scheduler,
-        save_best=True,
-        early_stopping_patience=cfg.early_stopping_patience,
-        monitor=cfg.monitor,
-        mode=cfg.monitor_mode,
-    )
+    history = _fit(cfg, trainer, optimizer, scheduler)
     train_seconds = time.perf_counter() - start
     best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
     if best is not None and best.is_file():
@@ -237,6 +238,21 @@ def execute(
         eval_seconds=eval_seconds,
         num_parameters=model.num_parameters(),
         samples_seen=trainer.samples_seen,
+    )
+
+
+def _fit(
+    cfg: RunConfig, trainer: Trainer, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, list[float]]:
+    """``trainer.train`` for ``cfg``'s epochs, keeping the best checkpoint, with its early stopping."""
+    return trainer.train(
+        cfg.epochs,
+        optimizer,
+        lr_scheduler=scheduler,
+        save_best=True,
+        early_stopping_patience=cfg.early_stopping_patience,
+        monitor=cfg.monitor,
+        mode=cfg.monitor_mode,
     )
 
 

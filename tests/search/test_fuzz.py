@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from search.spec.space import suggest
 from search.spec.study_file import PARAMETERS, StudyConfig, load_study
 from search.study.samplers import make_sampler
-from search.trial.lifecycle import run_config_for
+from search.trial.config import run_config_for
 
 STUDY_EXAMPLES = 40
 PREDICT_EXAMPLES = 40
