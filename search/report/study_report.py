@@ -89,7 +89,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     With ``tracking_uri``, the best trial's per-(k, k′) class curves come from its MLflow run.
     Plots that cannot be drawn (importances with < 2 complete trials, ...) are skipped with a note.
     """
-    from search.report.study_report import plots
+    from search.report import plots
 
     try:
         best = keys.require_completed(study)
@@ -147,7 +147,7 @@ def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def _importances(study: optuna.Study, report: Report) -> dict[str, float]:
     """fANOVA parameter importances and their plot (skipped with a note when they cannot be had)."""
-    from search.report.study_report import plots
+    from search.report import plots
 
     complete = _complete(study.get_trials(deepcopy=False))
     if len(complete) < 2:
@@ -169,7 +169,7 @@ def _importances(study: optuna.Study, report: Report) -> dict[str, float]:
 
 
 def _exact_match_by_base(trials: list[FrozenTrial], report: Report, name: str) -> None:
-    from search.report.study_report import plots
+    from search.report import plots
 
     points = []
     for t in _complete(trials):
@@ -188,7 +188,7 @@ def _best_trial_classes(
     best: FrozenTrial, tracking_uri: str | None, report: Report, name: str
 ) -> dict[tuple[int, int], float]:
     """The best trial's per-class validation curves (plotted) and final test exact match per class."""
-    from search.report.study_report import plots
+    from search.report import plots
 
     run_id = keys.run_id(best)
     if tracking_uri is None or run_id is None:
