@@ -18,6 +18,7 @@ from search.errors import StudyError
 from search.events import Log
 from search.locations import Locations, first_line, mask, prepare
 from search.study.storage import ResilientStorage, open_storage, study_lock
+from search.tracking.names import objective_params
 
 if TYPE_CHECKING:  # MLflow, pandas and the study-file models load where a study runs, not for `status`
     from search.spec.study_file import StudyConfig
@@ -273,8 +274,7 @@ def _study_params(cfg: StudyConfig) -> dict[str, Any]:
     s = cfg.study
     return {
         "study_name": s.name,
-        "metric": s.metric,
-        "direction": s.direction,
+        **objective_params(s.metric, s.direction),
         "n_trials": s.n_trials,
         "sampler": s.sampler,
         "pruner": s.pruner.type,

@@ -32,6 +32,7 @@ from search.spec.study_file import parse_study
 from search.study.opening import OpenStudy, close_failed_runs, open_study, summarize
 from search.study.progress import QueueLog, StudyProgress, relay
 from search.study.storage import heartbeat
+from search.tracking.names import RETRY_OF_TAG
 from search.tracking.runs import checkpoint_uri
 from search.trial.lifecycle import DataCache, TrialOutcome, run_trial
 
@@ -144,7 +145,7 @@ class Worker:
         )
         if retry_of is not None:
             self.log(f"trial {trial.number} retries trial {retry_of} with the same params")
-        tags = {keys.RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
+        tags = {RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
         with heartbeat(opened.storage, trial._trial_id, opened.heartbeat_interval):
             outcome = self.trial_body(
                 opened.study, trial, opened.cfg, opened.tracker, self.log, self.data_cache, tags=tags

@@ -29,6 +29,7 @@ from search.spec.runconfig import RunConfig
 from search.spec.space import suggest
 from search.spec.study_file import MINIMIZED_METRICS, StudyConfig
 from search.tracking.datasets import trial_inputs
+from search.tracking.names import FINAL_TAG, VAL_EXACT_MATCH
 from search.tracking.runs import (
     CHECKPOINT_ARTIFACTS,
     StudyTracker,
@@ -182,7 +183,7 @@ class TrialCallback(Callback):
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         if trainer.last_val_correct is not None:
             rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)
-            logged.update(class_metrics("val_exact_match", rates))
+            logged.update(class_metrics(VAL_EXACT_MATCH, rates))
         self.tracker.log_metrics(self.run_id, logged, step=epoch)
         value = metrics[self.metric]
         step = trainer.samples_seen if self.by_samples else epoch
@@ -249,7 +250,7 @@ def run_trial(
                 data_cache[run_cfg.base] = build_data(run_cfg)
             data = data_cache[run_cfg.base]
             cb = TrialCallback(trial, tracker, run_id, cfg, data[1], log, run_cfg.epochs, prune=final is None)
-            local_cfg = fetch_init(run_cfg, tracker.tracking_uri, Path(tmp, "init"))
+            local_cfg = fetch_init(run_cfg, tracker.client, Path(tmp, "init"))
             result = execute(local_cfg, ckpt_dir, callbacks=[cb], log=None, data=data)
             cb.compute_seconds += result.eval_seconds
             value = _best(result.history[cfg.study.metric], cfg.study.direction == "maximize")
@@ -290,7 +291,7 @@ def _sample(
     final = keys.final_seconds(trial)
     if final is None:
         return params, run_config_for(cfg, params, trial.number), dict(tags or {}), None
-    tags = {**(tags or {}), keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
+    tags = {**(tags or {}), FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
     init_from = keys.final_init_from(trial)
     return params, final_run_config(cfg, params, trial.number, final, init_from), tags, final
 
