@@ -1,8 +1,8 @@
-"""Every Optuna user attribute and MLflow tag that collatz-hpo writes, each with its reader.
+"""Every Optuna user attribute that collatz-hpo writes, each with its reader.
 
 Code that needs one of these facts calls the function here instead of spelling the key, so a
-key is renamed in one place. MLflow's own keys (``mlflow.parentRunId``, ...) are imported from
-``mlflow.utils.mlflow_tags`` where they are used (this module stays free of MLflow's import cost).
+key is renamed in one place. The MLflow tags, params and metrics collatz-hpo writes live in
+``search.tracking.names``, the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from search.errors import CollatzHpoError
 
 __all__ = [
     "COUNTED",
-    "ROLE_TAG",
     "NoCompletedTrialError",
     "best_trial",
     "maximized",
@@ -47,16 +46,6 @@ WARM_START_ATTR = "warm_start_from"  # "<study>:<trial>" a warm-started trial to
 FINAL_ATTR = "final"  # the final run (best configuration trained longer): its budget in seconds
 FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
 FINAL_INIT_ATTR = "final_init_from"  # the checkpoint a final run starts from ([final] init)
-
-# --- MLflow tags ---------------------------------------------------------------------------------
-ROLE_TAG = "collatz_hpo.role"  # "study" (parent run), "trial" (child run) or "export"
-STUDY_TAG = "optuna.study_name"
-TRIAL_NUMBER_TAG = "optuna.trial_number"
-TRIAL_STATE_TAG = "optuna.trial_state"
-FAIL_REASON_TAG = "fail_reason"
-FINAL_TAG = "collatz_hpo.final"  # on a final run: the trial whose configuration it trains
-RETRY_OF_TAG = "retry_of"
-SOURCE_RUN_TAG = "source_run_id"
 
 #: Trials that count towards ``n_trials``: failed or interrupted ones are replaced.
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -17,6 +17,7 @@ import sys
 from urllib.parse import quote, urlencode
 
 from search.locations import Locations
+from search.tracking import names
 
 __all__ = [
     "LEAN_UI_ENV",
@@ -33,7 +34,7 @@ __all__ = [
 #: What ``collatz-hpo ui`` sets for ``mlflow ui``: no job runner (and no huey consumers).
 LEAN_UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 #: The trial runs of a study: the parent run would otherwise fold them away.
-TRIALS_FILTER = "tags.`collatz_hpo.role` = 'trial'"
+TRIALS_FILTER = names.role_filter(names.TRIAL_ROLE)
 
 
 def mlflow_executable() -> str:
@@ -112,24 +113,22 @@ def runs_link(base_url: str, experiment_id: str, metric: str | None = None, asce
 
 def study_links(tracking_uri: str, base_url: str, study: str | None = None) -> dict[str, str]:
     """Study name → :func:`runs_link` of its trials, sorted by its metric, for every study (or
-    only ``study``) in the tracking store; the metric is read from the study's parent run."""
-    from mlflow.tracking import MlflowClient
+    only ``study``) in the tracking store; the metric is read from the study's parent run.
+    A server that does not answer is waited for ``COMMAND_WINDOW`` seconds."""
+    from search.tracking.client import COMMAND_WINDOW, ResilientClient
 
-    from search import keys
-
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = ResilientClient(tracking_uri, COMMAND_WINDOW)
     if study is not None:
         found = [exp] if (exp := client.get_experiment_by_name(study)) is not None else []
     else:
-        found = client.search_experiments(filter_string=f"tags.`{keys.STUDY_TAG}` != ''")
+        found = client.search_experiments(filter_string=names.STUDY_EXPERIMENTS_FILTER)
     links = {}
     for exp in found:
         parents = client.search_runs(
-            [exp.experiment_id], filter_string=f"tags.`{keys.ROLE_TAG}` = 'study'", max_results=1
+            [exp.experiment_id], filter_string=names.role_filter(names.STUDY_ROLE), max_results=1
         )
-        params = parents[0].data.params if parents else {}
-        ascending = params.get("direction") == "minimize"
-        links[exp.name] = runs_link(base_url, exp.experiment_id, params.get("metric"), ascending)
+        metric, ascending = names.objective(parents[0]) if parents else (None, False)
+        links[exp.name] = runs_link(base_url, exp.experiment_id, metric, ascending)
     return links
 
 

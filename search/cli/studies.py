@@ -116,8 +116,8 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     study, _ = existing_study(args, tracking=False)
-    from search.report.study_report import trial_rows
     from search.study.opening import summarize
+    from search.study.table import trial_rows
 
     rows = trial_rows(study)
     columns = list(dict.fromkeys(key for row in rows for key in row))  # params may differ by trial

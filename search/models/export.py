@@ -43,10 +43,12 @@ from search.models.loading import (
     save_weights,
 )
 from search.models.registry import DEFAULT_MODEL_NAME, MLFLOW_MODEL_DIR, register_export
+from search.tracking import names
 
 if TYPE_CHECKING:
     from core import CollatzTransformer
     from search.spec.runconfig import RunConfig
+    from search.tracking.client import ResilientClient
 
 __all__ = ["ExportResult", "export_trial", "select_trial"]
 
@@ -83,30 +85,19 @@ def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
 
 
 def quiet_mlflow() -> None:
-    """No progress bars or pickling advice from MLflow: our lines are the output."""
+    """No pickling advice from MLflow: our lines are the output (its progress bars are off where
+    its client is made, ``search.tracking.client``)."""
     import logging
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     logging.getLogger("mlflow").setLevel(max(logging.getLogger("mlflow").level, logging.WARNING))
 
 
-def _download(client: Any, run_id: str, path: str, dst: str) -> Path:
+def _download(client: ResilientClient, run_id: str, path: str, dst: str) -> Path:
     try:
         return Path(client.download_artifacts(run_id, path, dst))
     except Exception as exc:  # MLflow raises several types for a missing artifact
         raise ExportError(f"cannot get artifact {path} of run {run_id}: {first_line(exc)}") from None
-
-
-def _test_summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    """JSON-able test metrics: the scalars plus exact match per k, k′ and (k, k′) class."""
-    out: dict[str, Any] = {
-        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-    out["by_class"] = {f"{k},{kp}": v for (k, kp), v in metrics.get("by_class", {}).items()}
-    out["by_k"] = {str(k): v for k, v in metrics.get("by_k", {}).items()}
-    out["by_k_prime"] = {str(k): v for k, v in metrics.get("by_k_prime", {}).items()}
-    return out
 
 
 def _is_export(path: Path) -> bool:
@@ -208,8 +199,8 @@ def export_trial(
 ) -> ExportResult:
     """Export the best (or the given) COMPLETE trial of ``study``; see the module docstring."""
     import torch
-    from mlflow.tracking import MlflowClient
 
+    from search.tracking.client import ResilientClient
     from search.trial.training import build_test_set, evaluate_test
 
     quiet_mlflow()
@@ -217,7 +208,7 @@ def export_trial(
     run_id = keys.run_id(trial)
     if not run_id:
         raise ExportError(f"trial {trial.number} has no MLflow run (user attr {keys.RUN_ATTR!r} missing)")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = ResilientClient(tracking_uri, registry_uri=tracking_uri)
     out = Path(out) if out is not None else Path("exports") / f"{study.study_name}-trial-{trial.number}"
 
     with tempfile.TemporaryDirectory(prefix="collatz-export-") as tmp:
@@ -246,14 +237,14 @@ def export_trial(
 
 
 def _trial_model(
-    client: Any, number: int, run_id: str, tmp: str
+    client: ResilientClient, number: int, run_id: str, tmp: str
 ) -> tuple[RunConfig, CollatzTransformer, int]:
     """The run's config, the model of its best checkpoint and that checkpoint's epoch."""
     from core import CheckpointError, CollatzTransformer, load_checkpoint
     from search.spec.runconfig import RunConfig
 
-    ckpt = _download(client, run_id, "checkpoints/best.pt", tmp)
-    run_config_path = _download(client, run_id, "config.json", tmp)
+    ckpt = _download(client, run_id, names.checkpoint_path(), tmp)
+    run_config_path = _download(client, run_id, names.RUN_CONFIG_ARTIFACT, tmp)
     try:
         run_cfg = RunConfig.from_dict(json.loads(run_config_path.read_text())["run"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -300,7 +291,7 @@ def _export_config(
             "test_size": run_cfg.test_size,
             "seed": run_cfg.data_seed,
         },
-        "test_metrics": _test_summary(metrics),
+        "test_metrics": names.metrics_json(metrics),
         "recorded_test_exact_match": keys.test_exact_match(trial),
         "study": study.study_name,
         "study_metric": keys.study_metric(study),

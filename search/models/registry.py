@@ -1,21 +1,24 @@
 """The MLflow Model Registry side of exports: register an export directory, and resolve a
 ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) URI back to a local directory.
 
-Only explicit ``MlflowClient`` calls: MLflow's global tracking and registry URIs stay untouched.
+Only calls of an explicit client (``ResilientClient``, retried across an outage): MLflow's global
+tracking and registry URIs stay untouched.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search import keys
 from search.errors import CollatzHpoError, one_line
 from search.events import Log
 from search.locations import Locations, mask
 from search.models.loading import CONFIG_FILE, ExportError
+from search.tracking import names
+
+if TYPE_CHECKING:
+    from search.tracking.client import ResilientClient
 
 __all__ = [
     "ALIAS",
@@ -44,7 +47,7 @@ class Registered:
 
 
 def register_export(
-    client: Any,
+    client: ResilientClient,
     directory: Path,
     source_run_id: str,
     study: str,
@@ -63,13 +66,7 @@ def register_export(
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    tags = {
-        "study": study,
-        "trial": str(trial),
-        "run_id": source_run_id,
-        "export_run_id": export_run,
-        "test_exact_match": f"{test['exact_match']:.6f}",
-    }
+    tags = names.ModelVersionSource(study, trial, source_run_id, export_run, test["exact_match"]).to_tags()
     # The artifact location, not models:/<id>: MLflow's sqlite registry would resolve that through
     # the global tracking URI instead of this client's.
     version = client.create_model_version(
@@ -81,7 +78,7 @@ def register_export(
 
 
 def _log_export_run(
-    client: Any, directory: Path, source_run_id: str, study: str, trial: int, test: dict[str, Any]
+    client: ResilientClient, directory: Path, source_run_id: str, study: str, trial: int, test: dict[str, Any]
 ) -> tuple[str, Any]:
     """A run ``export-trial-<n>`` nested under the trial's run, holding the export as a logged model."""
     from mlflow.entities import LoggedModelOutput, Metric
@@ -92,23 +89,23 @@ def _log_export_run(
         source.info.experiment_id,
         run_name=f"export-trial-{trial}",
         tags={
-            keys.ROLE_TAG: "export",
+            names.ROLE_TAG: names.EXPORT_ROLE,
             MLFLOW_PARENT_RUN_ID: source_run_id,
-            keys.STUDY_TAG: study,
-            keys.TRIAL_NUMBER_TAG: str(trial),
-            keys.SOURCE_RUN_TAG: source_run_id,
+            names.STUDY_TAG: study,
+            names.TRIAL_NUMBER_TAG: str(trial),
+            names.SOURCE_RUN_TAG: source_run_id,
         },
     )
     export_run = run.info.run_id
     try:
-        scalars = {f"test_{k}": v for k, v in test.items() if isinstance(v, int | float)}
-        client.log_batch(export_run, metrics=[Metric(k, float(v), 0, 0) for k, v in scalars.items()])
+        scalars = names.scalar_metrics(test)
+        client.log_batch(export_run, metrics=[Metric(k, v, 0, 0) for k, v in scalars.items()])
         client.log_artifact(export_run, str(directory / CONFIG_FILE))
         model = client.create_logged_model(
             source.info.experiment_id,
             name="model",
             source_run_id=export_run,
-            tags={"study": study, "trial": str(trial)},
+            tags=names.model_tags(study, trial),
             model_type="collatz-transformer",
         )
         client.log_model_artifacts(model.model_id, str(directory / MLFLOW_MODEL_DIR))
@@ -134,19 +131,15 @@ def resolve_model(uri: str, locations: Locations, dst: str) -> Path:
     if missing is not None:
         raise ExportError(f"cannot resolve {uri}: {missing} does not exist")
     tracking_uri = locations.tracking_uri
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    from search.tracking.client import COMMAND_WINDOW, ResilientClient, TrackingUnavailable
+
+    client = ResilientClient(tracking_uri, COMMAND_WINDOW, registry_uri=tracking_uri)
     try:
         if version is None:
             version = client.get_model_version_by_alias(name, alias).version
-        location = client.get_model_version_download_uri(name, version)
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=location, dst_path=dst, tracking_uri=tracking_uri
-        )
-    except (MlflowException, OSError) as exc:
+        path = client.download(client.get_model_version_download_uri(name, version), dst)
+    except (MlflowException, OSError, TrackingUnavailable) as exc:
         raise ExportError(f"cannot resolve {uri} in {mask(tracking_uri)}: {one_line(exc)}") from None
     return Path(path)

@@ -4,55 +4,23 @@ study report of `collatz-hpo report`: the table, a best-trial summary and PNG pl
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 from search.errors import CollatzHpoError
+from search.study.table import trials_table
+from search.tracking import names
 
-if TYPE_CHECKING:  # pandas loads where a table is written, not for `status`, which prints rows
-    import pandas as pd
-
-__all__ = ["Report", "ReportError", "log_report", "trial_rows", "trials_table", "write_report"]
-
-
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, real hyperparameters, test exact match, duration."""
-    import pandas as pd
-
-    return pd.DataFrame(trial_rows(study))
-
-
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """The rows of :func:`trials_table` as dicts."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        params = keys.trial_params(t)
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
-        rows.append(
-            {
-                "trial": t.number,
-                "state": t.state.name,
-                "value": t.value,
-                **params,
-                "epochs": len(t.intermediate_values),
-                "test_exact_match": keys.test_exact_match(t),
-                "seconds": round(duration, 1) if duration is not None else None,
-                "note": keys.fail_reason(t) or keys.stop_reason(t) or "",
-            }
-        )
-    return rows
+__all__ = ["Report", "ReportError", "log_report", "write_report"]
 
 
 # --- the study report (`collatz-hpo report`) ----------------------------------------------------
 
-CLASS_METRIC = re.compile(r"^val_exact_match_k(\d+)_kp(\d+)$")
-TEST_CLASS_METRIC = re.compile(r"^test_exact_match_k(\d+)_kp(\d+)$")
 MAX_CLASSES = 12  # the most frequent (k, k′) classes are shown (share 2^-(k+k′))
 
 
@@ -73,9 +41,9 @@ def _class_histories(client: Any, run_id: str) -> dict[tuple[int, int], list[tup
     run = client.get_run(run_id)
     classes = []
     for key in run.data.metrics:
-        m = CLASS_METRIC.match(key)
-        if m:
-            classes.append((int(m[1]), int(m[2]), key))
+        found = names.parse_class_metric(key, names.VAL_EXACT_MATCH)
+        if found is not None:
+            classes.append((*found, key))
     classes.sort(key=lambda c: (c[0] + c[1], c[0]))
     out = {}
     for k, kp, key in classes[:MAX_CLASSES]:
@@ -90,37 +58,59 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     With ``tracking_uri``, the best trial's per-(k, k′) class curves come from its MLflow run.
     Plots that cannot be drawn (importances with < 2 complete trials, ...) are skipped with a note.
     """
-    from search.report.study_report import plots
-
     try:
         best = keys.require_completed(study)
     except keys.NoCompletedTrialError as exc:
         raise ReportError(str(exc)) from None
-    trials = study.get_trials(deepcopy=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
-    name = study.study_name
-    metric = keys.study_metric(study, "value")
-    maximize = keys.maximized(study)
-
     trials_table(study).to_csv(out / "trials.csv", index=False)
     report.files.append(out / "trials.csv")
-    path = out / "optimization_history.png"
+    importances = _study_plots(study, report)
+    final_classes = _best_trial_classes(best, tracking_uri, report, study.study_name)
+    summary = _summary(study, best, final_classes, importances, report.notes)
+    (out / "best_trial.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    report.files.append(out / "best_trial.json")
+    (out / "summary.md").write_text(_markdown(summary, report))  # lists the files written before it
+    report.files.append(out / "summary.md")
+    return report
+
+
+def _study_plots(study: optuna.Study, report: Report) -> dict[str, float]:
+    """The plots of the whole study (optimization history, importances, exact match by base,
+    learning curves); returns the parameter importances."""
+    from search.report import plots
+
+    trials = study.get_trials(deepcopy=False)
+    name, metric = study.study_name, keys.study_metric(study, "value")
+    maximize = keys.maximized(study)
+    path = report.directory / "optimization_history.png"
     report.files.append(
         plots.optimization_history(trials, metric, maximize, path, f"{name}: optimization history")
     )
     importances = _importances(study, report)
     _exact_match_by_base(trials, report, name)
-    path = out / "learning_curves.png"
+    path = report.directory / "learning_curves.png"
     report.files.append(plots.learning_curves(trials, metric, path, f"{name}: {metric} per epoch"))
-    final_classes = _best_trial_classes(best, tracking_uri, report, name)
+    return importances
 
-    summary = {
-        "study": name,
-        "metric": metric,
+
+def _summary(
+    study: optuna.Study,
+    best: FrozenTrial,
+    final_classes: dict[tuple[int, int], float],
+    importances: dict[str, float],
+    notes: list[str],
+) -> dict[str, Any]:
+    """``best_trial.json``: the study and its best trial at a glance."""
+    maximize = keys.maximized(study)
+    classes = sorted(final_classes.items(), key=lambda c: (sum(c[0]), c[0]))[:MAX_CLASSES]
+    return {
+        "study": study.study_name,
+        "metric": keys.study_metric(study, "value"),
         "direction": "maximize" if maximize else "minimize",
-        "trials": keys.state_counts(trials),
+        "trials": keys.state_counts(study.get_trials(deepcopy=False)),
         "best_trial": best.number,
         "best_value": best.value,
         "params": keys.trial_params(best),
@@ -128,18 +118,10 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
         "epochs": len(best.intermediate_values),
         "stop_reason": keys.stop_reason(best),
         "mlflow_run_id": keys.run_id(best),
-        "test_exact_match_by_class": {
-            f"{k},{kp}": v
-            for (k, kp), v in sorted(final_classes.items(), key=lambda c: (sum(c[0]), c[0]))[:MAX_CLASSES]
-        },
+        "test_exact_match_by_class": {names.class_key(k, kp): v for (k, kp), v in classes},
         "param_importances": importances,
-        "notes": report.notes,
+        "notes": notes,
     }
-    (out / "best_trial.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    report.files.append(out / "best_trial.json")
-    (out / "summary.md").write_text(_markdown(summary, report))  # lists the files written before it
-    report.files.append(out / "summary.md")
-    return report
 
 
 def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -148,7 +130,7 @@ def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def _importances(study: optuna.Study, report: Report) -> dict[str, float]:
     """fANOVA parameter importances and their plot (skipped with a note when they cannot be had)."""
-    from search.report.study_report import plots
+    from search.report import plots
 
     complete = _complete(study.get_trials(deepcopy=False))
     if len(complete) < 2:
@@ -170,7 +152,7 @@ def _importances(study: optuna.Study, report: Report) -> dict[str, float]:
 
 
 def _exact_match_by_base(trials: list[FrozenTrial], report: Report, name: str) -> None:
-    from search.report.study_report import plots
+    from search.report import plots
 
     points = []
     for t in _complete(trials):
@@ -189,27 +171,28 @@ def _best_trial_classes(
     best: FrozenTrial, tracking_uri: str | None, report: Report, name: str
 ) -> dict[tuple[int, int], float]:
     """The best trial's per-class validation curves (plotted) and final test exact match per class."""
-    from search.report.study_report import plots
+    from search.report import plots
 
     run_id = keys.run_id(best)
     if tracking_uri is None or run_id is None:
         report.notes.append("per-class curves skipped: no MLflow run of the best trial")
         return {}
-    from mlflow.tracking import MlflowClient
+    from search.tracking.client import COMMAND_WINDOW, ResilientClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = ResilientClient(tracking_uri, COMMAND_WINDOW)
     curves = _class_histories(client, run_id)
     final: dict[tuple[int, int], float] = {}
     for key, value in client.get_run(run_id).data.metrics.items():
-        m = TEST_CLASS_METRIC.match(key)
-        if m:
-            final[(int(m[1]), int(m[2]))] = value
+        found = names.parse_class_metric(key, names.TEST_EXACT_MATCH)
+        if found is not None:
+            final[found] = value
     if curves:
         path = report.directory / "best_trial_classes.png"
         title = f"{name}: trial {best.number}, validation exact match per (k, k′) class"
         report.files.append(plots.class_curves(curves, path, title))
     else:
-        report.notes.append(f"per-class curves skipped: run {run_id} has no val_exact_match_k*_kp* metrics")
+        pattern = names.class_metric(names.VAL_EXACT_MATCH, "*", "*")
+        report.notes.append(f"per-class curves skipped: run {run_id} has no {pattern} metrics")
     return final
 
 
@@ -244,7 +227,7 @@ def _markdown(s: dict[str, Any], report: Report) -> str:
             "|---|---|---|---|",
         ]
         for key, v in s["test_exact_match_by_class"].items():
-            k, kp = (int(x) for x in key.split(","))
+            k, kp = names.parse_class_key(key)
             lines.append(f"| {k} | {kp} | {2.0 ** -(k + kp):.2%} | {v:.3f} |")
     if s["param_importances"]:
         lines += [
@@ -261,13 +244,13 @@ def _markdown(s: dict[str, Any], report: Report) -> str:
 
 def log_report(report: Report, study: optuna.Study, tracking_uri: str) -> str | None:
     """Log the report's files under ``report/`` of the study's parent run; returns its id."""
-    from mlflow.tracking import MlflowClient
+    from search.tracking.client import COMMAND_WINDOW, ResilientClient
 
     run_id = keys.parent_run_id(study)
     if run_id is None:
         report.notes.append("not logged to MLflow: the study has no parent run")
         return None
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = ResilientClient(tracking_uri, COMMAND_WINDOW)
     for path in report.files:
         client.log_artifact(run_id, str(path), "report")
     report.parent_run_id = run_id

@@ -19,6 +19,7 @@ from search.errors import StudyError
 from search.events import Log
 from search.locations import Locations, first_line, mask, prepare
 from search.study.storage import ResilientStorage, open_storage, study_lock
+from search.tracking.names import objective_params
 
 if TYPE_CHECKING:  # MLflow, pandas and the study-file models load where a study runs, not for `status`
     from search.spec.study_file import StudyConfig
@@ -62,7 +63,7 @@ class OpenStudy:
 
     def update_parent(self) -> None:
         """State counts, best trial and trials table on the study's parent run."""
-        from search.report.study_report import trials_table
+        from search.study.table import trials_table
 
         run_id = keys.parent_run_id(self.study)
         if run_id is not None:
@@ -265,8 +266,7 @@ def _study_params(cfg: StudyConfig) -> dict[str, Any]:
     s = cfg.study
     return {
         "study_name": s.name,
-        "metric": s.metric,
-        "direction": s.direction,
+        **objective_params(s.metric, s.direction),
         "n_trials": s.n_trials,
         "sampler": s.sampler,
         "pruner": s.pruner.type,

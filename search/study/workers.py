@@ -25,6 +25,7 @@ from search.locations import mask
 from search.signals import ignore_signals
 from search.study.opening import OpenStudy, close_failed_runs, summarize
 from search.study.storage import heartbeat
+from search.tracking.names import RETRY_OF_TAG
 from search.trial.body import INTERRUPTED, DataCache, TrialBody, TrialEnv, TrialOutcome, interrupted_outcome
 from search.trial.lifecycle import run_trial
 
@@ -133,7 +134,7 @@ class Worker:
         )
         if retry_of is not None:
             self.log(f"trial {trial.number} retries trial {retry_of} with the same params")
-        tags = {keys.RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
+        tags = {RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
         env = TrialEnv(opened.study, opened.cfg, opened.tracker, self.log, self.data_cache)
         with heartbeat(opened.storage, trial._trial_id, opened.heartbeat_interval):
             outcome = self.trial_body(trial, env, tags)

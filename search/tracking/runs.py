@@ -28,8 +28,12 @@ from search import keys
 from search.locations import mask
 from search.retry import DEFAULT_WINDOW
 from search.spec.runconfig import STORE_URI, RunConfig
+from search.tracking import names
 from search.tracking.client import ResilientClient
 from search.tracking.datasets import study_inputs
+
+# Kept importable from here (``search.trial`` imports them with the trackers); defined in ``names``.
+from search.tracking.names import CHECKPOINT_ARTIFACTS, class_metrics, flatten_test_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,24 +55,22 @@ __all__ = [
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _BATCH = 900  # MLflow caps a log_batch at 1000 metrics
-CHECKPOINT_ARTIFACTS = "checkpoints"  # a trial run's artifact folder of best.pt / last.pt
 
 
 def checkpoint_uri(run_id: str, name: str = "best.pt") -> str:
     """Where a trial run's checkpoint lies in the store (``run_trial`` uploads them there)."""
-    return f"{STORE_URI}{run_id}/{CHECKPOINT_ARTIFACTS}/{name}"
+    return f"{STORE_URI}{run_id}/{names.checkpoint_path(name)}"
 
 
-def fetch_init(cfg: RunConfig, tracking_uri: str, dst: str | Path) -> RunConfig:
+def fetch_init(cfg: RunConfig, tracking: str | ResilientClient, dst: str | Path) -> RunConfig:
     """``cfg`` with its ``runs:/RUN_ID/PATH`` ``init_from`` copied from the store into ``dst``
     (``cfg`` itself when it starts from a local file or from scratch). The run's recorded params
-    keep the URI; the copy is what training reads."""
+    keep the URI; the copy is what training reads. ``tracking``: the client (a study's, riding out
+    its window) or the tracking URI."""
     if not cfg.init_in_store:
         return cfg
-    from mlflow.artifacts import download_artifacts
-
-    local = download_artifacts(artifact_uri=cfg.init_from, dst_path=str(dst), tracking_uri=tracking_uri)
-    return cfg.replace(init_from=local)
+    client = tracking if isinstance(tracking, ResilientClient) else ResilientClient(tracking)
+    return cfg.replace(init_from=client.download(cfg.init_from, dst))
 
 
 def _now() -> int:
@@ -86,29 +88,6 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
             continue
         if math.isfinite(float(v)):
             out[k] = float(v)
-    return out
-
-
-def class_metrics(prefix: str, by_class: Mapping[tuple[int, int], Mapping[str, float]]) -> dict[str, float]:
-    """``{prefix}_k{k}_kp{k′}`` → exact match of each (k, k′) class."""
-    return {f"{prefix}_k{k}_kp{kp}": v["exact_match"] for (k, kp), v in by_class.items()}
-
-
-def flatten_test_metrics(test: Mapping[str, Any]) -> dict[str, float]:
-    """Scalar test metrics plus exact match per k, per k′ and per (k, k′) class."""
-    names = (
-        "exact_match",
-        "token_accuracy",
-        "undecodable_rate",
-        "wrong_loop_length_share",
-        "wrong_k_share",
-        "wrong_k_prime_share",
-        "other_error_share",
-    )
-    out = {f"test_{k}": float(test[k]) for k in names if k in test}
-    out.update({f"test_exact_match_k{k}": v["exact_match"] for k, v in test.get("by_k", {}).items()})
-    out.update({f"test_exact_match_kp{k}": v["exact_match"] for k, v in test.get("by_k_prime", {}).items()})
-    out.update(class_metrics("test_exact_match", test.get("by_class", {})))
     return out
 
 
@@ -161,7 +140,7 @@ class Tracker:
         """Close a run whose start failed half-way (FAILED, with the reason), if the server answers."""
         if self.client.reachable:
             with contextlib.suppress(Exception):
-                self.set_tags(run_id, {keys.FAIL_REASON_TAG: f"{type(exc).__name__}: {exc}"})
+                self.set_tags(run_id, {names.FAIL_REASON_TAG: f"{type(exc).__name__}: {exc}"})
                 self.end_run(run_id, "FAILED")
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -219,7 +198,8 @@ class StudyTracker(Tracker):
         outage_window: float = DEFAULT_WINDOW,
     ) -> None:
         self.study_name = study_name
-        super().__init__(tracking_uri, study_name, artifact_root, {keys.STUDY_TAG: study_name}, outage_window)
+        tags = {names.STUDY_TAG: study_name}
+        super().__init__(tracking_uri, study_name, artifact_root, tags, outage_window)
         self._closed: set[str] = set()  # FAIL trials' runs known to be closed
 
     # --- the study's parent run
@@ -233,7 +213,7 @@ class StudyTracker(Tracker):
                 if status != "RUNNING":
                     self.client.update_run(run_id, status="RUNNING")
                 return run_id
-        tags = {keys.ROLE_TAG: "study", keys.STUDY_TAG: self.study_name}
+        tags = {names.ROLE_TAG: names.STUDY_ROLE, names.STUDY_TAG: self.study_name}
         run_id = self.start_run(f"study-{self.study_name}", tags, params)
         self.log_json(run_id, config, "study_config.json")
         self.log_inputs(run_id, study_inputs(config))
@@ -243,17 +223,14 @@ class StudyTracker(Tracker):
         self, run_id: str, counts: Mapping[str, int], best: FrozenTrial | None, table: pd.DataFrame
     ) -> None:
         """State counts and the best trial (tags + metric) and the trials table (CSV) on the parent."""
-        tags: dict[str, Any] = {
-            "n_trials_complete": counts["complete"],
-            "n_trials_pruned": counts["pruned"],
-            "n_trials_failed": counts["fail"],
-        }
-        if best is not None:
-            tags.update({"best_trial": best.number, "best_run_id": keys.run_id(best) or ""})
-            tags.update({f"best.{k}": v for k, v in keys.trial_params(best).items()})
+        if best is None:
+            summary = names.ParentSummary(counts)
+        else:
+            summary = names.ParentSummary(counts, best.number, keys.run_id(best), keys.trial_params(best))
             finished = counts["complete"] + counts["pruned"] + counts["fail"]
-            self.client.log_batch(run_id, metrics=[Metric("best_value", float(best.value), _now(), finished)])
-        self.set_tags(run_id, tags)
+            metric = Metric(names.BEST_VALUE_METRIC, float(best.value), _now(), finished)
+            self.client.log_batch(run_id, metrics=[metric])
+        self.set_tags(run_id, summary.to_tags())
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, "trials.csv")
             table.to_csv(path, index=False)
@@ -269,17 +246,17 @@ class StudyTracker(Tracker):
         tags: Mapping[str, str] | None = None,
     ) -> str:
         all_tags = {
-            keys.STUDY_TAG: self.study_name,
-            keys.TRIAL_NUMBER_TAG: str(number),
-            keys.TRIAL_STATE_TAG: "RUNNING",
-            keys.ROLE_TAG: "trial",
+            names.STUDY_TAG: self.study_name,
+            names.TRIAL_NUMBER_TAG: str(number),
+            names.TRIAL_STATE_TAG: "RUNNING",
+            names.ROLE_TAG: names.TRIAL_ROLE,
             **(tags or {}),
         }
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
         run_id = self.start_run(f"trial-{number}", all_tags, params)
         try:
-            self.log_json(run_id, config, "config.json")
+            self.log_json(run_id, config, names.RUN_CONFIG_ARTIFACT)
         except Exception as exc:  # a full artifact store: the trial FAILs, its run must not stay RUNNING
             self._abandon(run_id, exc)
             raise
@@ -287,9 +264,9 @@ class StudyTracker(Tracker):
 
     def end_trial_run(self, run_id: str, state: str, reason: str | None = None) -> None:
         """Close the child run with the status of the trial's Optuna ``state``."""
-        tags = {keys.TRIAL_STATE_TAG: state}
+        tags = {names.TRIAL_STATE_TAG: state}
         if reason:
-            tags[keys.FAIL_REASON_TAG] = reason
+            tags[names.FAIL_REASON_TAG] = reason
         self.set_tags(run_id, tags)
         self.end_run(run_id, STATUS_OF_STATE.get(state, "FAILED"))
 

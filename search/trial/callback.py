@@ -15,6 +15,7 @@ from core import Callback, CollatzDataset, Trainer
 from search import keys
 from search.events import TrialEvent, report
 from search.spec.study_file import MINIMIZED_METRICS
+from search.tracking.names import VAL_EXACT_MATCH
 from search.tracking.runs import class_metrics
 from search.trial.body import TrialEnv
 
@@ -61,7 +62,7 @@ class ReportingCallback(Callback):
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         if trainer.last_val_correct is not None:
             rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)
-            logged.update(class_metrics("val_exact_match", rates))
+            logged.update(class_metrics(VAL_EXACT_MATCH, rates))
         self.tracker.log_metrics(self.run_id, logged, step=epoch)
         value = metrics[self.metric]
         step = trainer.samples_seen if self.by_samples else epoch

@@ -28,6 +28,7 @@ from search.signals import ignore_signals
 from search.spec.runconfig import RunConfig
 from search.spec.space import suggest
 from search.tracking.datasets import trial_inputs
+from search.tracking.names import FINAL_TAG
 from search.tracking.runs import CHECKPOINT_ARTIFACTS, fetch_init, flatten_test_metrics
 from search.tracking.system_metrics import system_metrics
 from search.trial.body import TrialEnv, TrialOutcome, interrupted_outcome
@@ -65,7 +66,7 @@ def _plan(trial: optuna.Trial, env: TrialEnv, tags: Mapping[str, str]) -> Plan:
     run_cfg = config_of(env.cfg, trial, params)
     if keys.final_seconds(trial) is None:
         return Plan(params, run_cfg, dict(tags), PruningCallback)
-    final_tags = {**tags, keys.FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
+    final_tags = {**tags, FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
     return Plan(params, run_cfg, final_tags, ReportingCallback)
 
 
@@ -121,7 +122,7 @@ class TrialRun:
         tracker.log_inputs(run_id, trial_inputs(run_cfg))
         data = _splits(env, run_cfg)
         self.callback = cb = self.plan.callback(trial, env, run_id, data.val, run_cfg.epochs)
-        local_cfg = fetch_init(run_cfg, tracker.tracking_uri, self.tmp / "init")
+        local_cfg = fetch_init(run_cfg, tracker.client, self.tmp / "init")
         result = execute(local_cfg, self.checkpoints, callbacks=[cb], log=None, data=data)
         cb.compute_seconds += result.eval_seconds
         value = _best(result.history[env.cfg.study.metric], keys.maximized(env.study))

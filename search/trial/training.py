@@ -31,6 +31,7 @@ from core import (
 )
 from search.errors import CollatzHpoError
 from search.spec.runconfig import RunConfig
+from search.tracking.names import class_key
 
 __all__ = [
     "InitFromError",
@@ -80,7 +81,7 @@ class RunResult:
             "stop_reason": self.stop_reason,
             "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
             "exact_match_by_class": {
-                f"{k},{kp}": round(v["exact_match"], 4)
+                class_key(k, kp): round(v["exact_match"], 4)
                 for (k, kp), v in test["by_class"].items()
                 if v["count"] >= min_class_count
             },

@@ -12,6 +12,7 @@ import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_main
 from optuna.trial import TrialState
+from outage_helpers import drop_first_call
 
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store and
 # exported once with `collatz-hpo export tiny --out exports/best` (registered as version 1).
@@ -150,6 +151,51 @@ def test_a_failed_export_leaves_nothing_behind(
     with pytest.raises(OSError, match="disk full"):
         export_trial(study, exported_tiny.store.mlflow_url, out=out, register=None, log=lambda m: None)
     assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_export_rides_out_dropped_connections(
+    exported_tiny: ExportedStudy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every MLflow call of an export goes through the retrying client: a checkpoint download cut
+    off is tried again, and a model version whose answer was lost is not registered twice."""
+    from mlflow.tracking import MlflowClient
+
+    from search.models.export import export_trial
+
+    downloads = drop_first_call(monkeypatch, MlflowClient, "download_artifacts")
+    versions = drop_first_call(monkeypatch, MlflowClient, "create_model_version", answer_lost=True)
+    models = drop_first_call(monkeypatch, MlflowClient, "create_logged_model", answer_lost=True)
+    study = exported_tiny.store.study("tiny")
+    out = tmp_path / "flaky"
+    url = exported_tiny.store.mlflow_url
+    result = export_trial(study, url, out=out, register="flaky-model", log=lambda m: None)
+    assert len(downloads) == 3  # the checkpoint twice, then the run's config.json
+    assert len(versions) == len(models) == 1  # made once: found after the lost answer
+    assert (out / "model.safetensors").is_file()
+    found = exported_tiny.store.client().search_model_versions("name = 'flaky-model'")
+    assert [str(v.version) for v in found] == [result.version]
+    assert found[0].tags["export_run_id"] == result.export_run_id
+    experiment = exported_tiny.store.client().get_run(result.export_run_id).info.experiment_id
+    logged = exported_tiny.store.client().search_logged_models([experiment])
+    ours = [m.artifact_location for m in logged if m.source_run_id == result.export_run_id]
+    assert ours == [found[0].source]
+
+
+def test_a_registered_model_resolves_across_a_dropped_connection(
+    exported_tiny: ExportedStudy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    from search.locations import resolve_locations
+    from search.models.registry import resolve_model
+
+    aliases = drop_first_call(monkeypatch, MlflowClient, "get_model_version_by_alias")
+    downloads = drop_first_call(monkeypatch, mlflow.artifacts, "download_artifacts")
+    locations = resolve_locations(None, exported_tiny.store.mlflow_url)
+    path = resolve_model(f"models:/{MODEL}@champion", locations, str(tmp_path))
+    assert len(aliases) == 2 and len(downloads) == 2
+    assert (path / "MLmodel").is_file()
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ def test_final_run_trains_the_best_configuration_once(
     assert final.user_attrs["final_init_from"] == uri and config["init_from"] == uri
     assert run.data.params["init_from"] == uri
     assert f"from its best checkpoint ({uri})" in proc.stdout
+    assert "Downloading artifacts" not in proc.stdout + proc.stderr  # MLflow's progress bar stays off
 
 
 def test_train_from_a_final_trial_fetches_its_starting_checkpoint(
@@ -116,6 +117,7 @@ def test_train_from_a_final_trial_fetches_its_starting_checkpoint(
     args = ["train", "--from-trial", "recipe:4", "--seconds", "1", "--epochs", "1", "--json"]
     proc = hpo.check(hpo.run_cli([*args, "--checkpoint-dir", "ck"], root))
     assert json.loads(proc.stdout)["samples_seen"] > 0
+    assert "Downloading artifacts" not in proc.stderr  # the checkpoint fetch draws no progress bar
     bad = hpo.run_cli([*args, "--init-from", "runs:/0123456789abcdef/checkpoints/best.pt"], root)
     assert bad.returncode == 2 and "--init-from runs:/0123456789abcdef" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -12,6 +12,7 @@ import pytest
 from cli_helpers import assert_one_line_error, run_main
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+from outage_helpers import drop_first_call
 
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store.
 ExportedStudy = Any
@@ -88,6 +89,29 @@ def test_class_curves_come_from_the_logged_histories(exported_tiny: ExportedStud
     assert (1, 1) in curves
     epochs = len(best.intermediate_values)
     assert [step for step, _ in curves[(1, 1)]] == list(range(1, epochs + 1))
+
+
+def test_report_rides_out_dropped_connections(
+    exported_tiny: ExportedStudy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The report's reads (the best trial's run) and writes (its files) go through the retrying client."""
+    from mlflow.tracking import MlflowClient
+
+    from search.report.study_report import Report, log_report, write_report
+
+    url = exported_tiny.store.mlflow_url
+    reads = drop_first_call(monkeypatch, MlflowClient, "get_run")
+    report = write_report(exported_tiny.store.study("tiny"), tmp_path / "r", url)
+    assert len(reads) >= 2 and (tmp_path / "r" / "best_trial_classes.png") in report.files
+    # logged to a parent run of its own: the shared study's report/ artifacts stay the CLI's
+    client = exported_tiny.store.client()
+    parent = client.create_run(client.create_experiment("report-outage")).info.run_id
+    study = optuna.create_study(study_name="report-outage")
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    writes = drop_first_call(monkeypatch, MlflowClient, "log_artifact")
+    assert log_report(Report(tmp_path, [tmp_path / "r" / "summary.md"]), study, url) == parent
+    assert len(writes) == 2
+    assert [a.path for a in client.list_artifacts(parent, "report")] == ["report/summary.md"]
 
 
 def _study(n_complete: int) -> optuna.Study:

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from search.tracking import names
+
 # Fixtures (tests/search/conftest.py): ``tiny_study`` is studies/tiny.toml launched once, a
 # ``FinishedStudy``; ``hpo`` holds the helpers (run_cli, Store, study_toml, ...).
 FinishedStudy = Any
@@ -142,12 +144,42 @@ def test_parent_run_holds_trials_table_and_best(tiny_study: FinishedStudy, tmp_p
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["best_trial"] == str(study.best_trial.number)
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value, rel=1e-12)
+    summary = names.ParentSummary.of(parent)  # the reader of what update_parent wrote
+    assert summary.best_trial == study.best_trial.number and names.best_value(parent) == study.best_value
+    assert summary.best_run_id == study.best_trial.user_attrs["mlflow_run_id"]
+    assert summary.counts["complete"] == sum(t.state == TrialState.COMPLETE for t in study.trials)
     client = store.client()
     assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     local = client.download_artifacts(parent.info.run_id, "trials.csv", str(tmp_path))
     frame = pd.read_csv(local)
     assert len(frame) == len(study.trials)
     assert sorted(frame["trial"]) == [t.number for t in study.trials]
+
+
+def test_a_checkpoint_fetch_prints_no_progress_bar(
+    tiny_study: FinishedStudy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """MLflow draws a tqdm bar for each artifact download unless told not to: in `launch` its frames
+    would land among the progress lines (a final run fetches its starting checkpoint)."""
+    from search.spec.runconfig import RunConfig
+    from search.tracking.runs import checkpoint_uri, fetch_init
+
+    var = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    monkeypatch.setenv(var, "unset below")  # restored (unset) after the test
+    monkeypatch.delenv(var)
+    done = [t for t in _trials(tiny_study) if t.state == TrialState.COMPLETE]
+    cfg = RunConfig().replace(init_from=checkpoint_uri(done[0].user_attrs["mlflow_run_id"]))
+    capfd.readouterr()
+    fetched = fetch_init(cfg, tiny_study.store.mlflow_url, tmp_path / "ours")
+    assert Path(fetched.init_from).is_file()
+    out, err = capfd.readouterr()
+    assert "Downloading artifacts" not in out + err and "it/s" not in out + err, err
+    monkeypatch.setenv(var, "true")  # a user who wants the bar gets it: the check above can see one
+    fetch_init(cfg, tiny_study.store.mlflow_url, tmp_path / "theirs")
+    assert "Downloading artifacts" in capfd.readouterr().err
 
 
 # --- pruning -----------------------------------------------------------------------------------

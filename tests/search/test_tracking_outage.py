@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
+from outage_helpers import drop_first_call
 from server_helpers import free_port
 
-from search.tracking.client import CREATE_TOKEN_TAG, ResilientClient, TrackingUnavailable, is_transient
+from search.tracking.client import ResilientClient, TrackingUnavailable, is_transient
+from search.tracking.names import CHECKPOINT_ARTIFACTS, CREATE_TOKEN_TAG
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,12 @@ def test_cleanup_after_an_interrupt_waits_seconds_not_the_window(tmp_path: Path)
     assert client.window == 300  # the study's window again after the block
 
 
+def test_a_call_passes_on_arguments_named_like_its_own() -> None:
+    """``create_logged_model(..., name="model")``: the retried method's keywords are its own."""
+    client = ResilientClient(f"http://127.0.0.1:{free_port()}", window=1)
+    assert client.call("m", lambda **kw: kw, name="model", method="x") == {"name": "model", "method": "x"}
+
+
 def test_a_refused_request_is_not_retried(store: ResilientClient) -> None:
     run_id = store.create_run(store.get_experiment_by_name("e").experiment_id).info.run_id
     store.log_param(run_id, "lr", "0.1")
@@ -98,3 +106,35 @@ def test_a_run_whose_creation_answer_was_lost_is_created_once(
     runs = store.search_runs([exp])
     assert [r.info.run_id for r in runs] == [run.info.run_id] == calls
     assert runs[0].data.tags[CREATE_TOKEN_TAG]
+
+
+def test_a_model_version_whose_answer_was_lost_is_created_once(
+    store: ResilientClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exp = store.get_experiment_by_name("e").experiment_id
+    run = store.create_run(exp)
+    name = f"outage-model-{exp}"
+    store.create_registered_model(name)
+    calls = drop_first_call(monkeypatch, store.client, "create_model_version", answer_lost=True)
+    version = store.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    assert len(calls) == 1  # after the lost answer the version was found, not made again
+    assert [v.version for v in store.search_model_versions(f"name = '{name}'")] == [version.version]
+
+
+def test_a_checkpoint_fetch_rides_out_a_dropped_connection(
+    store: ResilientClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import mlflow.artifacts
+
+    from search.spec.runconfig import RunConfig
+    from search.tracking.runs import checkpoint_uri, fetch_init
+
+    run_id = store.create_run(store.get_experiment_by_name("e").experiment_id).info.run_id
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    store.log_artifact(run_id, str(tmp_path / "best.pt"), CHECKPOINT_ARTIFACTS)
+    calls = drop_first_call(monkeypatch, mlflow.artifacts, "download_artifacts")
+    cfg = RunConfig().replace(init_from=checkpoint_uri(run_id))
+    fetched = fetch_init(cfg, store, tmp_path / "a")  # a study's client ...
+    assert len(calls) == 2 and Path(fetched.init_from).read_bytes() == b"weights"
+    fetched = fetch_init(cfg, store.tracking_uri, tmp_path / "b")  # ... or `train`'s tracking URI
+    assert Path(fetched.init_from).read_bytes() == b"weights"

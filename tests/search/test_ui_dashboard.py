@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 from cli_helpers import assert_one_line_error, run_main
+from outage_helpers import drop_first_call
 from server_helpers import free_port, stop_session, wait_until_ok
 
 # ``tiny_study`` (tests/search/conftest.py): studies/tiny.toml launched once; the servers only read it.
@@ -110,6 +111,20 @@ def test_ui_is_lean_prints_the_trial_runs_link_and_serves_localhost_only(
     assert all("--workers 1" in c for c in commands if "uvicorn" in c), commands
     assert not [c for c in commands if "huey" in c], commands  # no job runner consumers
     assert psutil.Process(ui.proc.pid).environ()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_study_links_ride_out_a_dropped_connection(
+    tiny_study: FinishedStudy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from search.servers import runs_link, study_links
+
+    calls = drop_first_call(monkeypatch, MlflowClient, "search_runs")
+    experiment = tiny_study.store.client().get_experiment_by_name("tiny").experiment_id
+    links = study_links(tiny_study.store.mlflow_url, "http://ui")
+    assert links == {"tiny": runs_link("http://ui", experiment, "val_accuracy", ascending=False)}
+    assert len(calls) == 2
 
 
 def test_ui_of_an_unknown_study_is_a_one_line_error(
