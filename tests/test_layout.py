@@ -28,6 +28,7 @@ RANKS: dict[str, int] = {
     "search.retry": 0,  # back-off for flaky servers: used by tracking and study storage alike
     "search.signals": 0,  # SIGTERM/SIGINT handling: a worker and the CLI install the same one
     "search.events": 0,  # the one Log type and TrialEvent: shared by trial and study (no trial -> study)
+    "search.stats": 0,  # Wilson intervals and seed spreads: every layer that shows an accuracy uses them
     # the data flow, from what is asked to what is shown
     "search.spec": 1,  # what a run and a study are asked to do: validated before anything runs
     "search.tracking": 2,  # MLflow: records runs of a spec; knows nothing of Optuna trials or studies
