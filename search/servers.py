@@ -43,6 +43,11 @@ def mlflow_executable() -> str:
     return exe if os.path.exists(exe) else "mlflow"
 
 
+def _listen(host: str, port: int, workers: int) -> list[str]:
+    """Where an MLflow server listens and with how many uvicorn workers (``server`` and ``ui``)."""
+    return ["--host", host, "--port", str(port), "--workers", str(workers)]
+
+
 def server_command(
     backend_store_uri: str,
     artifacts_destination: str,
@@ -61,12 +66,7 @@ def server_command(
         "--artifacts-destination",
         artifacts_destination,
         "--serve-artifacts",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
+        *_listen(host, port, workers),
     ]
     if allowed_hosts:
         cmd += ["--allowed-hosts", allowed_hosts]
@@ -85,12 +85,7 @@ def ui_command(
         "ui",
         "--backend-store-uri",
         locations.tracking_uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
+        *_listen(host, port, workers),
     ]
     if locations.artifact_root:
         cmd += ["--default-artifact-root", locations.artifact_root]
