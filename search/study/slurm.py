@@ -18,6 +18,7 @@ import functools
 import io
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,13 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         index = worker_index(task, self.workers)
         try:
             result = join(parse_study(self.config), self.locations, index, log=_say)
-        except KeyboardInterrupt as exc:
-            _say(f"worker {index} stopped ({one_line(exc)}); its trial, if any, is FAIL ({INTERRUPTED})")
-            raise SystemExit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt:
+            _say(
+                f"worker {index} stopped by a signal (requeue, preemption, scancel); "
+                f"its running trial, if any, was recorded FAIL ({INTERRUPTED})"
+            )
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)  # at once: SLURM kills the job KillWait seconds after SIGTERM
         c = result.counts
         _say(
             f"worker done: study '{result.study_name}' {c['complete']} complete, {c['pruned']} pruned, "
