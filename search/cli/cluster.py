@@ -93,7 +93,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if done is None:
         print(f"nothing submitted: study '{name}' holds its n_trials (raise them with --n-trials)")
         return 0
-    print(f"submitted SLURM job array {done.job_id}: {len(done.tasks)} worker(s) ({', '.join(done.tasks)})")
+    tasks = ", ".join(done.tasks) if len(done.tasks) <= 4 else f"{done.tasks[0]} ... {done.tasks[-1]}"
+    print(f"submitted SLURM job array {done.job_id}: {len(done.tasks)} worker(s) ({tasks})")
     print(f"logs: {_shown(done.log_dir)}{os.sep} (one file per worker, e.g. {done.logs[0].name})")
     print(f"watch: collatz-hpo status {name}; stop: collatz-hpo cancel {name} (same --storage)")
     return 0

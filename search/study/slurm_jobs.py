@@ -228,13 +228,19 @@ def cancel_study_jobs(study: Any, timeout: float = SQUEUE_TIMEOUT) -> list[str]:
 def _cancel_array(array: str, tasks: list[JobState], timeout: float) -> str:
     active = [t for t in tasks if t.state in ACTIVE_STATES]
     if not active:
-        ended = ", ".join(f"{t.job} {t.state}" for t in tasks) or "no longer listed"
-        return f"SLURM job {array}: nothing to cancel ({ended})"
+        return f"SLURM job {array}: nothing to cancel ({_by_state(tasks) or 'no longer listed'})"
     try:
         proc = subprocess.run(["scancel", array], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as exc:
         raise SlurmError(f"scancel {array} failed: {one_line(exc)}") from None
     if proc.returncode != 0:
         raise SlurmError(f"scancel {array} failed: {one_line(proc.stderr or proc.stdout)}")
-    shown = ", ".join(f"{t.job} {t.state}" for t in active)
-    return f"SLURM job {array}: cancelled {len(active)} task(s) ({shown})"
+    return f"SLURM job {array}: cancelled {len(active)} task(s) ({_by_state(active)})"
+
+
+def _by_state(tasks: list[JobState]) -> str:
+    """``2 RUNNING, 4 PENDING``: how many tasks are in each state, in the order first seen."""
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items())

@@ -264,11 +264,11 @@ def test_status_shows_and_cancel_stops_the_study_jobs(
         assert re.search(rf"^  {job}\s+(PENDING|RUNNING)\s+-$", out, re.M), out
         code, out, err = run_main(["cancel", name], tmp_path, capsys)
         assert code == 0, err
-        cancelled = rf"SLURM job {job}: cancelled 1 task\(s\) \({job} (PENDING|RUNNING)\)\n"
+        cancelled = rf"SLURM job {job}: cancelled 1 task\(s\) \(1 (PENDING|RUNNING)\)\n"
         assert re.fullmatch(cancelled, out), out
         wait_for_state(job, "CANCELLED", timeout=30)
         code, out, _ = run_main(["cancel", name], tmp_path, capsys)
-        assert out == f"SLURM job {job}: nothing to cancel ({job} CANCELLED)\n"
+        assert out == f"SLURM job {job}: nothing to cancel (1 CANCELLED)\n"
         with monkeypatch.context() as patch:
             patch.setenv("PATH", str(tmp_path))  # no squeue: status shows the trials only
             code, out, _ = run_main(["status", name], tmp_path, capsys)
