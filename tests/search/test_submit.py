@@ -290,19 +290,20 @@ def test_cancel_of_a_study_without_jobs(tmp_path: Path, capsys: Any) -> None:
 N_TRIALS = 3
 
 
-def _study(storage: str, name: str) -> optuna.Study:
+def _study(storage: Any, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def _wait_for_trial_mid_training(storage: str, name: str, timeout: float = 180) -> tuple[int, str]:
+def _wait_for_trial_mid_training(url: str, name: str, timeout: float = 180) -> tuple[int, str]:
     """(trial, array task) of a RUNNING trial of a SLURM worker that has reported two epochs."""
+    storage = optuna.storages.RDBStorage(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with_jobs = optuna.get_all_study_names(storage)
-        for t in _study(storage, name).get_trials(states=(TrialState.RUNNING,)) if name in with_jobs else []:
-            job = keys.worker_slurm_job(t)
-            if job is not None and len(t.intermediate_values) >= 2:
-                return t.number, job
+        if name in {s.study_name for s in storage.get_all_studies()}:
+            for t in _study(storage, name).get_trials(states=(TrialState.RUNNING,)):
+                job = keys.worker_slurm_job(t)
+                if job is not None and len(t.intermediate_values) >= 2:
+                    return t.number, job
         time.sleep(0.5)
     pytest.fail(f"no trial of study {name} reached its second epoch within {timeout}s")
 
