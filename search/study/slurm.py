@@ -89,8 +89,8 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         return c
 
     def checkpoint(self, task: int) -> submitit.helpers.DelayedSubmission:
-        """Preempted or at the time limit (USR2): the same worker, requeued; it joins the study again
-        and the trial it was running is retried by the next worker that asks for one."""
+        """Preempted or at the time limit (USR2): the same worker, requeued; it joins the study again.
+        The trial it was running is recorded as interrupted and does not count towards n_trials."""
         fresh = SlurmWorker(self.config, self.locations, self.workers)
         return submitit.helpers.DelayedSubmission(fresh, task)
 
