@@ -32,11 +32,12 @@ __all__ = [
 CONFIG_ATTR = "config"  # the study file as a dict: later launches must match it
 GRID_ATTR = "grid_size"  # grid studies: how many points were enqueued (once)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+SLURM_JOBS_ATTR = "slurm_jobs"  # the SLURM job arrays `submit` queued for the study, oldest first
 
 # --- Optuna trial user attributes ---------------------------------------------------------------
 PARAMS_ATTR = "params"  # real hyperparameters (``nhead``, not ``nhead_d64``)
 RUN_ATTR = "mlflow_run_id"  # the trial's MLflow child run
-WORKER_ATTR = "worker"  # {"host", "pid"}: tells a dead worker's RUNNING trial from a live one
+WORKER_ATTR = "worker"  # {"host", "pid"[, "slurm_job"]}: tells a dead worker's RUNNING trial from a live one
 FAIL_REASON_ATTR = "fail_reason"
 STOP_REASON_ATTR = "stop_reason"
 TEST_EXACT_MATCH_ATTR = "test_exact_match"
@@ -76,6 +77,16 @@ def parent_run_id(study: optuna.Study) -> str | None:
 
 def set_parent_run_id(study: optuna.Study, run_id: str) -> None:
     study.set_user_attr(PARENT_RUN_ATTR, run_id)
+
+
+def slurm_jobs(study: optuna.Study) -> list[str]:
+    """The ids of the SLURM job arrays submitted for the study (``submit``), oldest first."""
+    return list(study.user_attrs.get(SLURM_JOBS_ATTR, []))
+
+
+def add_slurm_job(study: optuna.Study, job_id: str) -> None:
+    """Record a submitted job array (call under the study lock: two submits may race)."""
+    study.set_user_attr(SLURM_JOBS_ATTR, [*slurm_jobs(study), job_id])
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
@@ -128,8 +139,26 @@ def set_run_id(trial: optuna.Trial, value: str) -> None:
 
 
 def mark_worker(trial: optuna.Trial) -> None:
-    """Record this process as the trial's worker (see ``dead_worker``)."""
-    trial.set_user_attr(WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
+    """Record this process as the trial's worker (see ``dead_worker``), and the SLURM job it runs
+    in, if any (``status`` shows which trial each job runs)."""
+    worker: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    job = this_slurm_job()
+    if job is not None:
+        worker["slurm_job"] = job
+    trial.set_user_attr(WORKER_ATTR, worker)
+
+
+def this_slurm_job() -> str | None:
+    """``<array>_<task>`` (or the plain job id) of the SLURM job this process runs in; None outside."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def worker_slurm_job(trial: FrozenTrial) -> str | None:
+    """The SLURM job whose worker ran the trial (None: not run under SLURM)."""
+    return (trial.user_attrs.get(WORKER_ATTR) or {}).get("slurm_job")
 
 
 def dead_worker(trial: FrozenTrial) -> bool:

@@ -7,8 +7,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,40 @@ def stop_session(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real `mlflow server` (sqlite backend, served artifacts) for the module that binds it
+    (``mlflow_server = server_helpers.mlflow_server``); yields its URL."""
+    work = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(work / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ok(f"{url}/health", proc, 90, work / "server.log", "mlflow server")
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # a server that never started is gone already
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -7,10 +7,14 @@ A test module uses the fixture by binding it at module level: `slurm_cluster = s
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,8 @@ IN_CI = os.environ.get("CI") == "true"
 FINAL_STATES = frozenset(
     {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 )
+# Seconds between a requeued job's PENDING and its release (see `release`).
+REVOKE_GRACE = 1.5
 # States in which the node can take a job.
 READY_NODE_STATES = frozenset({"idle", "mixed", "allocated", "completing"})
 
@@ -69,6 +75,18 @@ def slurm_cluster() -> SlurmCluster:
             pytest.fail(f"CI=true but {found}", pytrace=False)
         pytest.skip(found)
     return found
+
+
+@contextlib.contextmanager
+def node_to_myself() -> Iterator[None]:
+    """Hold the cluster alone while the block runs: test processes (pytest-xdist workers) that use
+    SLURM take turns on one lock file, since the single node runs only as many jobs as it has CPUs."""
+    with open(Path(tempfile.gettempdir()) / "collatz-hpo-slurm-tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def submit_wrap(command: str, *sbatch_args: str) -> str:
@@ -131,6 +149,9 @@ def release(job_id: str, timeout: float = 60) -> None:
     KillWait grace after SIGTERM), the requeue resets BeginTime afterwards.
     """
     wait_for_state(job_id, "PENDING", timeout=timeout)
+    # slurmd revoked the killed run's credential; a new one made within the same second is refused
+    # ("Job credential revoked": the task ends FAILED at once), which is why SLURM itself waits.
+    time.sleep(REVOKE_GRACE)
     slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 

@@ -2,8 +2,9 @@
 
 Heavy libraries (torch, mlflow, optuna) are imported inside the command functions so that
 `collatz-hpo --help` answers instantly, and each command imports only what it needs. One
-module per group of commands: ``studies`` (launch, worker, status), ``servers`` (server, ui, dashboard),
-``train``, ``models`` (export, predict, report); ``args`` and ``common`` hold what they share.
+module per group of commands: ``studies`` (launch, worker, status), ``cluster`` (submit, cancel: SLURM),
+``servers`` (server, ui, dashboard), ``train``, ``models`` (export, predict, report); ``args`` and
+``common`` hold what they share.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from search.cli import models, servers, studies, train
+from search.cli import cluster, models, servers, studies, train
 from search.cli.common import CliError, exit_code_of
 from search.errors import EXIT_INTERRUPTED, one_line
 
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that learn the long Collatz step.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (studies, servers, train, models):
+    for group in (studies, cluster, servers, train, models):
         group.add_commands(sub)
     return parser
 

@@ -1,4 +1,5 @@
-"""Study commands: `launch` (this machine), `worker` (one of many machines), `status`."""
+"""Study commands: `launch` (this machine), `worker` (one of many machines), `status` (with the
+study's SLURM jobs, if `submit` queued any)."""
 
 from __future__ import annotations
 
@@ -124,7 +125,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for line in format_table(columns, [[_cell(row.get(c)) for c in columns] for row in rows], left=["note"]):
         print(line)
     print(summarize(study))
+    _print_slurm_jobs(study)
     return 0
+
+
+def _print_slurm_jobs(study: object) -> None:
+    """The study's SLURM jobs (``submit``) and what each runs; nothing without jobs or squeue."""
+    from search.study.slurm_jobs import study_jobs
+
+    rows = study_jobs(study)
+    if rows:
+        print("SLURM jobs:")
+        table = format_table(["job", "state", "trial"], [list(row) for row in rows], left=["job", "state"])
+        for line in table:
+            print(f"  {line}")
 
 
 def _cell(value: object) -> str:

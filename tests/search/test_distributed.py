@@ -6,14 +6,11 @@ PostgreSQL the tests skip with the reason (CI here has one, so there they run).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +18,14 @@ import pytest
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 optuna = pytest.importorskip("optuna")
+import pg_helpers  # noqa: E402
+import server_helpers  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from server_helpers import free_port, wait_until_ok  # noqa: E402
+from pg_helpers import PG_ADMIN, SECRET  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN = os.environ.get("COLLATZ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SECRET = "S3cretPassw0rd-xyz"
+pg_url = pg_helpers.pg_url
+mlflow_server = server_helpers.mlflow_server
 
 
 def dist_study(hpo: Any, n_trials: int, epochs: int) -> str:
@@ -43,76 +42,6 @@ def dist_study(hpo: Any, n_trials: int, epochs: int) -> str:
         lr="{ low = 1e-3, high = 1e-2, log = true }",
         study_extra="heartbeat_interval = 1\ngrace_period = 4\nmax_retries = 2",
     )
-
-
-def _pg_reachable() -> str | None:
-    try:
-        engine = sqlalchemy.create_engine(PG_ADMIN, poolclass=sqlalchemy.pool.NullPool)
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # no server, no driver, no permission
-        return f"PostgreSQL not reachable at {PG_ADMIN}: {str(exc).splitlines()[0]}"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh database on the real server, dropped after the test."""
-    reason = _pg_reachable()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
-        pytest.skip(reason)
-    name = f"collatz_test_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(
-        PG_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
-    )
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        # trust auth ignores the password: it is there to prove it never leaks
-        yield f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real `mlflow server` (sqlite backend, served artifacts) for the module."""
-    work = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    exe = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(work / "artifacts"),
-            "--serve-artifacts",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ok(f"{url}/health", proc, 90, work / "server.log", "mlflow server")
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # a server that never started is gone already
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def _env() -> dict[str, str]:

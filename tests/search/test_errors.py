@@ -56,6 +56,8 @@ def test_every_error_of_the_platform_is_a_collatz_hpo_error() -> None:
         ("search.study.services.ServiceUnreachable", RuntimeError, EXIT_USAGE),
         ("search.study.storage.StorageUnavailable", RuntimeError, EXIT_USAGE),
         ("search.tracking.client.TrackingUnavailable", RuntimeError, EXIT_USAGE),
+        ("search.study.slurm_jobs.SlurmOptionError", ValueError, EXIT_USAGE),
+        ("search.study.slurm_jobs.SlurmError", RuntimeError, EXIT_USAGE),
     ],
 )
 def test_errors_keep_their_builtin_base_and_the_cli_exit_code(name: str, builtin: type, code: int) -> None:
