@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Interval", "SeedSpread", "overlap", "seed_spread", "wilson"]
+__all__ = ["Interval", "SeedSpread", "beats", "mcnemar", "overlap", "seed_spread", "wilson"]
 
 CONFIDENCE = 0.95  # every interval the platform shows
 
@@ -64,6 +64,25 @@ def wilson(rate: float, n: int, confidence: float = CONFIDENCE) -> Interval:
 def overlap(a: Interval, b: Interval) -> bool:
     """Whether two intervals overlap: then the data cannot tell the two figures apart."""
     return a.low <= b.high and b.low <= a.high
+
+
+def beats(new: Interval, old: Interval) -> bool:
+    """Whether ``new`` is better than ``old`` beyond ``old``'s interval (its estimate above
+    ``old.high``): the bar a model must clear to replace the registry's champion."""
+    return new.estimate > old.high
+
+
+def mcnemar(only_a: int, only_b: int) -> float:
+    """Two-sided p-value of the exact McNemar test: two models answered the same inputs, ``only_a``
+    right only by the first, ``only_b`` only by the second. Paired, so sharper than comparing two
+    intervals; p >= 0.05: the data cannot tell them apart. Exact binomial tail, stdlib only."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"counts of inputs cannot be negative, got {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 @dataclass(frozen=True)
