@@ -107,8 +107,11 @@ class SeedSpread:
         )
 
 
-def seed_spread(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedSpread:
-    """Mean, sample standard deviation and the Student-t interval of the mean of ``values``."""
+def seed_spread(
+    values: Sequence[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> SeedSpread:
+    """Mean, sample standard deviation and the Student-t interval of the mean of ``values``
+    (clipped to ``bounds``: (0, 1) for a proportion, whose mean cannot pass 100 %)."""
     if not values:
         raise ValueError("a seed spread needs at least one value")
     mean = statistics.fmean(values)
@@ -118,4 +121,7 @@ def seed_spread(values: Sequence[float], confidence: float = CONFIDENCE) -> Seed
 
     std = statistics.stdev(values)
     half = float(t.ppf(0.5 + confidence / 2, len(values) - 1)) * std / math.sqrt(len(values))
-    return SeedSpread(tuple(values), mean, std, mean - half, mean + half)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return SeedSpread(tuple(values), mean, std, low, high)

@@ -317,6 +317,8 @@ def metrics_json(test: Mapping[str, Any]) -> dict[str, Any]:
 # --- artifacts of a trial run ------------------------------------------------------------------
 CHECKPOINT_ARTIFACTS = "checkpoints"  # the folder of best.pt / last.pt
 RUN_CONFIG_ARTIFACT = "config.json"  # the study file and the trial's RunConfig (``run``)
+#: one row per held-out input: n, kappa, predicted, correct (0/1), k, k_prime
+TEST_PREDICTIONS_ARTIFACT = "test_predictions.csv"
 
 
 def checkpoint_path(name: str = "best.pt") -> str:

@@ -79,3 +79,9 @@ def test_beats_needs_more_than_the_old_interval() -> None:
     assert not beats(wilson(0.9750, 10_000), champion)  # inside the champion's interval
     assert beats(wilson(0.9800, 10_000), champion)
     assert not beats(wilson(0.64, 2000), champion)
+
+
+def test_seed_spread_of_a_proportion_stays_within_bounds() -> None:
+    s = seed_spread([0.93, 0.95], bounds=(0.0, 1.0))
+    assert s.high == 1.0 and s.low < s.mean
+    assert seed_spread([0.93, 0.95]).high > 1.0  # the t-interval alone knows no bounds
