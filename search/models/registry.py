@@ -118,8 +118,10 @@ def _verdict(
         return Verdict(True, f"alias '{ALIAS}' moved by --promote: {to}")
     try:
         current = client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException:  # no champion yet
-        return Verdict(True, f"the first champion of {name}: {to}")
+    except MlflowException as exc:
+        if exc.error_code not in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            raise
+        return Verdict(True, f"the first champion of {name}: {to}")  # no alias yet
     if held is None:
         return Verdict(
             False, f"alias '{ALIAS}' stays on version {current.version}: this export has no held-out figure"
@@ -128,8 +130,11 @@ def _verdict(
         theirs, champion_dir = _champion_held_out(client, name, current, tmp)
         fresh = None
         if theirs is not None and theirs.split != held.split and theirs.data_range == held.data_range:
-            champion_dir = champion_dir or _download_version(client, name, current.version, tmp)
-            fresh = reevaluate(directory, champion_dir, held, theirs)
+            try:
+                champion_dir = champion_dir or _download_version(client, name, current.version, tmp)
+                fresh = reevaluate(directory, champion_dir, held, theirs)
+            except ExportError as exc:
+                fresh = f"it could not be re-evaluated on this split ({exc})"
         return judge(held, theirs, str(current.version), fresh)
 
 
@@ -145,17 +150,23 @@ def _champion_held_out(
         found = None
     if found is not None:
         return found, None
-    directory = _download_version(client, name, version.version, tmp)
     try:
+        directory = _download_version(client, name, version.version, tmp)
         return HeldOut.of_config(read_config(export_files(directory)[1])), directory
-    except ExportError:
-        return None, directory
+    except ExportError:  # not one of ours, or gone from the store: nothing to compare with
+        return None, None
 
 
 def _download_version(client: ResilientClient, name: str, version: Any, tmp: str) -> Path:
+    """The version's model directory (its artifacts), or ExportError when it cannot be had."""
+    from mlflow.exceptions import MlflowException
+
     dst = Path(tmp, f"v{version}")
     dst.mkdir(exist_ok=True)
-    return Path(client.download(client.get_model_version_download_uri(name, str(version)), dst))
+    try:
+        return Path(client.download(client.get_model_version_download_uri(name, str(version)), dst))
+    except (MlflowException, OSError) as exc:
+        raise ExportError(f"cannot download version {version} of {name}: {one_line(exc)}") from None
 
 
 def _log_export_run(

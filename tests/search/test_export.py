@@ -388,3 +388,27 @@ def test_out_that_is_not_an_export_is_not_overwritten(
     )
     assert_one_line_error(code, err, "is not a collatz-hpo export")
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+
+def test_the_champion_rule_in_words() -> None:
+    """``champion.judge`` alone: each verdict is one line that says why."""
+    from search.models.champion import HeldOut, judge
+    from search.stats import wilson
+
+    split = {"range": [1, 65536], "train_size": 24_000, "val_size": 1000, "test_size": 2000, "seed": 0}
+    new = HeldOut(wilson(0.70, 2000), split)
+    old = HeldOut(wilson(0.64, 2000), split)
+    assert judge(new, old, "4").promote
+    assert not judge(old, new, "4").promote
+    nothing = judge(new, None, "4")
+    assert not nothing.promote and "no held-out figure" in nothing.reason
+    other_cut = HeldOut(wilson(0.10, 2000), {**split, "seed": 1})
+    refused = judge(new, other_cut, "4", "it trained on every one of this split's 2,000 held-out inputs")
+    assert not refused.promote and "trained on every one" in refused.reason
+    fresh = judge(new, other_cut, "4", (wilson(0.70, 1500), wilson(0.60, 1500)))
+    assert fresh.promote and "on the 1,500 inputs of this split it never trained on" in fresh.reason
+    assert "\n" not in "".join(v.reason for v in (nothing, refused, fresh))
+    assert new.describe() == (
+        "held-out exact match 70.00 % (67.95–71.97, n=2,000) on the held-out split of odd n < 2^16 "
+        "(train/val/test 24,000/1,000/2,000, seed 0)"
+    )
