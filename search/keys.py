@@ -47,6 +47,7 @@ WARM_START_ATTR = "warm_start_from"  # "<study>:<trial>" a warm-started trial to
 FINAL_ATTR = "final"  # the final run (best configuration trained longer): its budget in seconds
 FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
 FINAL_INIT_ATTR = "final_init_from"  # the checkpoint a final run starts from ([final] init)
+REPLICATE_OF_ATTR = "replicate_of"  # a seed replicate: the trial whose configuration it trains again
 
 #: Trials that count towards ``n_trials``: failed or interrupted ones are replaced.
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -230,3 +231,9 @@ def final_user_attrs(of: FrozenTrial, seconds: float, init_from: str | None = No
 def final_init_from(trial: FrozenTrial) -> str | None:
     """The checkpoint a final run starts from; None: from scratch (or not a final run)."""
     return trial.user_attrs.get(FINAL_INIT_ATTR)
+
+
+def replicate_of(trial: FrozenTrial) -> int | None:
+    """The trial whose configuration ``trial`` trains again with another seed; None: not a replicate."""
+    value = trial.user_attrs.get(REPLICATE_OF_ATTR)
+    return int(value) if value is not None else None

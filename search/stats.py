@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Interval", "SeedSpread", "overlap", "seed_spread", "wilson"]
+__all__ = ["Interval", "SeedSpread", "beats", "mcnemar", "overlap", "seed_spread", "wilson"]
 
 CONFIDENCE = 0.95  # every interval the platform shows
 
@@ -66,6 +66,25 @@ def overlap(a: Interval, b: Interval) -> bool:
     return a.low <= b.high and b.low <= a.high
 
 
+def beats(new: Interval, old: Interval) -> bool:
+    """Whether ``new`` is better than ``old`` beyond ``old``'s interval (its estimate above
+    ``old.high``): the bar a model must clear to replace the registry's champion."""
+    return new.estimate > old.high
+
+
+def mcnemar(only_a: int, only_b: int) -> float:
+    """Two-sided p-value of the exact McNemar test: two models answered the same inputs, ``only_a``
+    right only by the first, ``only_b`` only by the second. Paired, so sharper than comparing two
+    intervals; p >= 0.05: the data cannot tell them apart. Exact binomial tail, stdlib only."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"counts of inputs cannot be negative, got {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
 @dataclass(frozen=True)
 class SeedSpread:
     """A figure over training seeds: mean, standard deviation, range, and the interval of the mean."""
@@ -88,8 +107,11 @@ class SeedSpread:
         )
 
 
-def seed_spread(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedSpread:
-    """Mean, sample standard deviation and the Student-t interval of the mean of ``values``."""
+def seed_spread(
+    values: Sequence[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> SeedSpread:
+    """Mean, sample standard deviation and the Student-t interval of the mean of ``values``
+    (clipped to ``bounds``: (0, 1) for a proportion, whose mean cannot pass 100 %)."""
     if not values:
         raise ValueError("a seed spread needs at least one value")
     mean = statistics.fmean(values)
@@ -99,4 +121,7 @@ def seed_spread(values: Sequence[float], confidence: float = CONFIDENCE) -> Seed
 
     std = statistics.stdev(values)
     half = float(t.ppf(0.5 + confidence / 2, len(values) - 1)) * std / math.sqrt(len(values))
-    return SeedSpread(tuple(values), mean, std, mean - half, mean + half)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return SeedSpread(tuple(values), mean, std, low, high)

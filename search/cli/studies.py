@@ -4,7 +4,6 @@ study's SLURM jobs, if `submit` queued any)."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from search.cli.args import positive_float, positive_int
@@ -118,13 +117,14 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 def _cmd_status(args: argparse.Namespace) -> int:
     study, _ = existing_study(args, tracking=False)
     from search.study.opening import summarize
-    from search.study.table import trial_rows
+    from search.study.table import status_lines, status_table
 
-    rows = trial_rows(study)
-    columns = list(dict.fromkeys(key for row in rows for key in row))  # params may differ by trial
-    for line in format_table(columns, [[_cell(row.get(c)) for c in columns] for row in rows], left=["note"]):
+    header, rows = status_table(study)
+    for line in format_table(header, rows, left=["note"]):
         print(line)
     print(summarize(study))
+    for line in status_lines(study):
+        print(line)
     _print_slurm_jobs(study)
     return 0
 
@@ -139,10 +139,3 @@ def _print_slurm_jobs(study: object) -> None:
         table = format_table(["job", "state", "trial"], [list(row) for row in rows], left=["job", "state"])
         for line in table:
             print(f"  {line}")
-
-
-def _cell(value: object) -> str:
-    """A table cell: floats to 4 significant digits, nothing for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -9,9 +9,11 @@ held-out test split (rebuilt from the run's config), and writes, atomically::
         mlflow_model/         MLflow pyfunc model: DataFrame column ``n`` → column ``kappa``
 
 It then (``search.models.registry``) logs that MLflow model to a run ``export-trial-<n>`` (nested
-under the trial's run), registers it (default name ``collatz-transformer``), points the alias
-``champion`` at the new version and tags the version with the study, trial, run id and test
-exact match.
+under the trial's run) and registers it under the name of its task (default ``collatz-n<range>``,
+``registry.model_name``), tagged with the study, trial, run id, held-out exact match with its 95 %
+interval and the split it was measured on. The alias ``champion`` moves to the new version only if
+it beats the current champion on the same split beyond its interval (``search.models.champion``),
+or with ``promote``.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ from search.models.loading import (
     WEIGHTS_FILE,
     ExportError,
     encoding_config,
+    held_out,
+    range_text,
     save_weights,
 )
-from search.models.registry import DEFAULT_MODEL_NAME, MLFLOW_MODEL_DIR, register_export
+from search.models.registry import MLFLOW_MODEL_DIR, model_name, register_export
+from search.stats import wilson
 from search.tracking import names
 
 if TYPE_CHECKING:
@@ -64,6 +69,7 @@ class ExportResult:
     model_name: str | None = None
     version: str | None = None
     export_run_id: str | None = None
+    champion: bool = False  # whether the registry's alias now points at this version
 
 
 def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
@@ -153,7 +159,7 @@ def _code_paths() -> Iterator[list[str]]:
         pkg = Path(tmp, "search")
         (pkg / "models").mkdir(parents=True)
         (pkg / "__init__.py").write_text('"""What an exported collatz-hpo MLflow model needs."""\n')
-        for name in ("pyfunc.py", "errors.py", "locations.py"):  # loading's errors derive from search.errors
+        for name in ("pyfunc.py", "errors.py", "locations.py", "stats.py"):  # what loading imports
             shutil.copy(search_dir / name, pkg / name)
         for name in ("__init__.py", "loading.py", "pyfunc.py"):
             shutil.copy(models_dir / name, pkg / "models" / name)
@@ -194,10 +200,13 @@ def export_trial(
     tracking_uri: str,
     out: str | Path | None = None,
     trial_number: int | None = None,
-    register: str | None = DEFAULT_MODEL_NAME,
+    register: str | bool | None = True,
     log: Log = print,
+    promote: bool = False,
 ) -> ExportResult:
-    """Export the best (or the given) COMPLETE trial of ``study``; see the module docstring."""
+    """Export the best (or the given) COMPLETE trial of ``study``; see the module docstring.
+    ``register``: True for the task's name, a name, or None/False for none; ``promote``: move the
+    alias ``champion`` to the new version whatever it scored."""
     import torch
 
     from search.tracking.client import ResilientClient
@@ -226,13 +235,14 @@ def export_trial(
         )
     config = _export_config(study, trial, run_cfg, model, metrics, epoch)
     _write_export(out, model, config)
-    log(f"exported trial {trial.number} to {out} (test exact match {metrics['exact_match']:.4f})")
+    figure = f"held-out exact match {held_out(config)} on {range_text(run_cfg.data_range)}"
+    log(f"exported trial {trial.number} to {out} ({figure})")
     result = ExportResult(out, study.study_name, trial.number, run_id, config["test_metrics"], recorded)
     if register:
-        done = register_export(
-            client, out, run_id, study.study_name, trial.number, result.test, register, log
-        )
+        name = model_name(run_cfg.data_range) if register is True else str(register)
+        done = register_export(client, out, run_id, study.study_name, trial.number, name, log, promote)
         result.model_name, result.version, result.export_run_id = done.name, done.version, done.export_run_id
+        result.champion = done.champion
     return result
 
 
@@ -292,6 +302,8 @@ def _export_config(
             "seed": run_cfg.data_seed,
         },
         "test_metrics": names.metrics_json(metrics),
+        # the figure with its 95 % Wilson interval, measured on data.test_size inputs of data.range
+        "test_exact_match_interval": wilson(metrics["exact_match"], int(metrics["num_samples"])).as_dict(),
         "recorded_test_exact_match": keys.test_exact_match(trial),
         "study": study.study_name,
         "study_metric": keys.study_metric(study),

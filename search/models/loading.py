@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ import torch
 from core.encoding import BOS, EOS, NUM_SPECIAL, PAD, MultiBaseEncoder
 from core.model import CollatzTransformer, ModelConfig
 from search.errors import EXIT_FAILURE, CollatzHpoError, one_line
+
+if TYPE_CHECKING:
+    from search.stats import Interval
 
 __all__ = [
     "CONFIG_FILE",
@@ -33,8 +36,11 @@ __all__ = [
     "encoding_config",
     "export_files",
     "load_export",
+    "held_out",
     "parse_value",
+    "range_text",
     "save_weights",
+    "short_number",
 ]
 
 EXPORT_FORMAT = "collatz-hpo-export"
@@ -79,6 +85,37 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> str:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={"format": EXPORT_FORMAT})
     return _sha256(Path(path))
+
+
+def short_number(x: int) -> str:
+    """``2^20``, ``10^12`` or the digits: a range bound as people write it (no separators, so it
+    can name a registered model)."""
+    for base in (2, 10):
+        power = round(math.log(x, base)) if x > 1 else 0
+        if power >= 4 and base**power == x:
+            return f"{base}^{power}"
+    return str(x)
+
+
+def range_text(data_range: Sequence[int]) -> str:
+    """``odd n < 2^20``, or ``odd n in [3, 2^20)``: the inputs a model was trained and tested on."""
+    lo, hi = (int(x) for x in data_range)
+    if lo <= 1:
+        return f"odd n < {short_number(hi)}"
+    return f"odd n in [{short_number(lo)}, {short_number(hi)})"
+
+
+def held_out(config: dict[str, Any]) -> Interval | None:
+    """An export's held-out exact match with its 95 % interval (config.json's ``test_metrics``),
+    or None where its config does not say."""
+    test = config.get("test_metrics") or {}
+    rate = test.get("exact_match")
+    n = test.get("num_samples") or (config.get("data") or {}).get("test_size")
+    if not isinstance(rate, int | float) or not isinstance(n, int | float) or n < 1:
+        return None
+    from search.stats import wilson  # stdlib only; staged with every MLflow model
+
+    return wilson(float(rate), int(n))
 
 
 def parse_value(value: Any) -> int:
@@ -136,6 +173,17 @@ class ExportedModel:
         return MultiBaseEncoder(self.base)
 
     @property
+    def training_range(self) -> tuple[int, int] | None:
+        """[lo, hi): the odd inputs the model was trained (and tested) on; None: not recorded."""
+        data_range = (self.config.get("data") or {}).get("range")
+        return (int(data_range[0]), int(data_range[1])) if data_range else None
+
+    def in_training_range(self, n: int) -> bool:
+        """Whether ``n`` lies in the range the model learned (True when the export does not say)."""
+        r = self.training_range
+        return r is None or r[0] <= n < r[1]
+
+    @property
     def largest_input(self) -> int:
         """The largest n whose digits + EOS fit the model's max length."""
         return self.base ** (self.max_length - 1) - 1
@@ -156,14 +204,17 @@ class ExportedModel:
         return out
 
     def compare(self, values: Iterable[Any]) -> list[dict[str, Any]]:
-        """Predict and check against the true κ: ``{"n", "predicted", "kappa", "correct"}`` per input."""
+        """Predict and check against the true κ: ``{"n", "predicted", "kappa", "correct",
+        "in_training_range"}`` per input (an input outside the training range is answered too:
+        the flag says the model never saw its like)."""
         from core.collatz import long_step
 
         ints = self.check(values)
         rows = []
         for n, p in zip(ints, self.predict(ints), strict=True):
             kappa = long_step(n)
-            rows.append({"n": n, "predicted": p, "kappa": kappa, "correct": p == kappa})
+            row = {"n": n, "predicted": p, "kappa": kappa, "correct": p == kappa}
+            rows.append({**row, "in_training_range": self.in_training_range(n)})
         return rows
 
     def compare_each(self, values: Sequence[Any]) -> list[dict[str, Any]]:

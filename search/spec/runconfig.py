@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from core import ModelConfig, WarmupDecay
 
 __all__ = [
+    "MINIMIZED_METRICS",
     "STORE_URI",
     "Device",
     "Metric",
@@ -26,11 +27,16 @@ __all__ = [
     "Scheduler",
     "check_split_sizes",
     "count_odd",
+    "direction_of",
     "load_params",
+    "reported_sign",
 ]
 
 #: The validation metrics of every epoch: what early stopping and a study's objective follow.
 Metric = Literal["val_exact_match", "val_accuracy", "val_loss"]
+#: Metrics a study minimizes (here, not beside the study file's models: ``status`` reads it
+#: without loading pydantic).
+MINIMIZED_METRICS = frozenset({"val_loss"})
 Optimizer = Literal["adamw", "adam", "sgd"]
 #: per epoch (plateau, cosine) or per step (warmup_*: planned over the run's steps or seconds)
 Scheduler = Literal["none", "plateau", "cosine", "warmup_cosine", "warmup_linear"]
@@ -38,6 +44,17 @@ Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["fp32", "bf16"]
 
 STORE_URI = "runs:/"  # an init_from starting so names an artifact of the MLflow store, not a file
+
+
+def direction_of(metric: str) -> Literal["maximize", "minimize"]:
+    """The direction a study optimizes ``metric`` in (``MINIMIZED_METRICS``, else maximized)."""
+    return "minimize" if metric in MINIMIZED_METRICS else "maximize"
+
+
+def reported_sign(signal: str, maximize: bool) -> float:
+    """+1, or -1 where the pruner is told ``signal`` negated: a minimized metric reported to a
+    maximized study (or the reverse), so the pruner compares in the study's direction."""
+    return 1.0 if (signal not in MINIMIZED_METRICS) == maximize else -1.0
 
 
 def _knob(default: Any, help: str, flag: str | None = None) -> Any:

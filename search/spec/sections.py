@@ -25,6 +25,7 @@ from search.retry import DEFAULT_WINDOW
 from search.spec.params import PARAMETERS, Fixed, Param, ParamField
 from search.spec.problems import KeyedError
 from search.spec.runconfig import (
+    MINIMIZED_METRICS,
     Device,
     Metric,
     Optimizer,
@@ -32,6 +33,7 @@ from search.spec.runconfig import (
     RunConfig,
     Scheduler,
     check_split_sizes,
+    direction_of,
 )
 
 __all__ = [
@@ -50,13 +52,7 @@ __all__ = [
     "direction_of",
 ]
 
-MINIMIZED_METRICS = frozenset({"val_loss"})
 MAX_RANGE = 2**62  # core.data draws indices in int64 arithmetic below this bound
-
-
-def direction_of(metric: str) -> Literal["maximize", "minimize"]:
-    """The direction a study optimizes ``metric`` in (``MINIMIZED_METRICS``, else maximized)."""
-    return "minimize" if metric in MINIMIZED_METRICS else "maximize"
 
 
 class Section(BaseModel):

@@ -63,13 +63,12 @@ class OpenStudy:
 
     def update_parent(self) -> None:
         """State counts, best trial and trials table on the study's parent run."""
-        from search.study.table import trials_table
+        from search.study.table import best_figures, trials_table
 
         run_id = keys.parent_run_id(self.study)
         if run_id is not None:
-            self.tracker.update_parent(
-                run_id, self.counts(), keys.best_trial(self.study), trials_table(self.study)
-            )
+            best, table = keys.best_trial(self.study), trials_table(self.study)
+            self.tracker.update_parent(run_id, self.counts(), best, table, best_figures(self.study))
 
     def ensure_parent_run(self) -> None:
         """Make sure the study's MLflow parent run exists and is RUNNING: under the study lock, so

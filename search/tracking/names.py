@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from search.stats import Interval
+
 __all__ = [
+    "BestFigures",
     "CHECKPOINT_ARTIFACTS",
     "ROLE_TAG",
     "STUDY_TAG",
@@ -26,6 +29,7 @@ __all__ = [
     "class_metric",
     "class_metrics",
     "flatten_test_metrics",
+    "interval_metrics",
     "parse_class_key",
     "parse_class_metric",
     "metrics_json",
@@ -121,29 +125,116 @@ def best_value(run: Any) -> float | None:
     return run.data.metrics.get(BEST_VALUE_METRIC)
 
 
+# The best trial's figures with their 95 % intervals (``search.stats``): metrics beside best_value
+# (same step), the inputs they were measured on and a readable line as tags.
+BEST_VALUE_LOW_METRIC, BEST_VALUE_HIGH_METRIC = "best_value_low", "best_value_high"
+BEST_TEST_METRIC = "best_test_exact_match"
+BEST_TEST_LOW_METRIC, BEST_TEST_HIGH_METRIC = "best_test_exact_match_low", "best_test_exact_match_high"
+BEST_VALUE_N_TAG, BEST_TEST_N_TAG = "best_value_n", "best_test_n"  # validation / held-out inputs
+BEST_FIGURES_TAG = "best_figures"  # "val_exact_match 97.47 % (97.14–97.76, n=2,000); held-out ..."
+
+
+@dataclass(frozen=True)
+class BestFigures:
+    """The best trial's objective (an exact-match objective only) and held-out exact match, each
+    with its interval; None where the study has no such figure."""
+
+    value: Interval | None
+    test: Interval | None
+
+    def to_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.value is not None:
+            out.update({BEST_VALUE_LOW_METRIC: self.value.low, BEST_VALUE_HIGH_METRIC: self.value.high})
+        if self.test is not None:
+            t = self.test
+            out.update(
+                {BEST_TEST_METRIC: t.estimate, BEST_TEST_LOW_METRIC: t.low, BEST_TEST_HIGH_METRIC: t.high}
+            )
+        return out
+
+    def to_tags(self) -> dict[str, str]:
+        tags, shown = {}, []
+        if self.value is not None:
+            tags[BEST_VALUE_N_TAG] = str(self.value.n)
+            shown.append(f"objective {self.value}")
+        if self.test is not None:
+            tags[BEST_TEST_N_TAG] = str(self.test.n)
+            shown.append(f"held-out exact match {self.test}")
+        if shown:
+            tags[BEST_FIGURES_TAG] = "; ".join(shown)
+        return tags
+
+    @classmethod
+    def of(cls, run: Any) -> BestFigures:
+        """Read back from a parent run (the objective's estimate is ``best_value``)."""
+        m, tags = run.data.metrics, run.data.tags
+        value = test = None
+        if BEST_VALUE_LOW_METRIC in m and BEST_VALUE_N_TAG in tags:
+            value = Interval(
+                m[BEST_VALUE_METRIC],
+                m[BEST_VALUE_LOW_METRIC],
+                m[BEST_VALUE_HIGH_METRIC],
+                int(tags[BEST_VALUE_N_TAG]),
+            )
+        if BEST_TEST_METRIC in m and BEST_TEST_N_TAG in tags:
+            test = Interval(
+                m[BEST_TEST_METRIC],
+                m[BEST_TEST_LOW_METRIC],
+                m[BEST_TEST_HIGH_METRIC],
+                int(tags[BEST_TEST_N_TAG]),
+            )
+        return cls(value, test)
+
+
 # --- model versions (and the logged model) of an export ----------------------------------------
 @dataclass(frozen=True)
 class ModelVersionSource:
-    """Where a registered model version came from: its tags."""
+    """Where a registered model version came from, and what it scored on which held-out split:
+    its tags. ``test`` and ``test_split`` are absent on versions registered before they were."""
 
     study: str
     trial: int
     run_id: str  # the trial's run
     export_run_id: str  # the run ``export-trial-<n>`` that logged the model
     test_exact_match: float
+    test: Interval | None = None  # the held-out exact match with its interval
+    test_split: str | None = None  # JSON: config.json's data range, split sizes and seed
 
     def to_tags(self) -> dict[str, str]:
-        return {
+        tags = {
             **model_tags(self.study, self.trial),
             "run_id": self.run_id,
             "export_run_id": self.export_run_id,
-            "test_exact_match": f"{self.test_exact_match:.6f}",
+            TEST_EXACT_MATCH: f"{self.test_exact_match:.6f}",
         }
+        if self.test is not None:
+            tags.update({k: f"{v:.6f}" for k, v in interval_metrics(TEST_EXACT_MATCH, self.test).items()})
+            tags[TEST_N_TAG] = str(self.test.n)
+        if self.test_split is not None:
+            tags[TEST_SPLIT_TAG] = self.test_split
+        return tags
 
     @classmethod
     def of(cls, version: Any) -> ModelVersionSource:
         t = version.tags
-        return cls(t["study"], int(t["trial"]), t["run_id"], t["export_run_id"], float(t["test_exact_match"]))
+        low, high = f"{TEST_EXACT_MATCH}{LOW}", f"{TEST_EXACT_MATCH}{HIGH}"
+        rate = float(t[TEST_EXACT_MATCH])
+        test = None
+        if low in t and high in t and TEST_N_TAG in t:
+            test = Interval(rate, float(t[low]), float(t[high]), int(t[TEST_N_TAG]))
+        source = (t["study"], int(t["trial"]), t["run_id"], t["export_run_id"], rate)
+        return cls(*source, test, t.get(TEST_SPLIT_TAG))
+
+
+TEST_N_TAG = "test_size"  # on a model version: the held-out inputs its figure was measured on
+TEST_SPLIT_TAG = "test_split"  # on a model version: the split's range, sizes and seed (JSON)
+LOW, HIGH = "_low", "_high"  # a figure's interval bounds: ``<figure>_low``, ``<figure>_high``
+
+
+def interval_metrics(name: str, interval: Interval) -> dict[str, float]:
+    """``<name>_low`` and ``<name>_high``: the bounds of a figure's 95 % interval."""
+    return {f"{name}{LOW}": interval.low, f"{name}{HIGH}": interval.high}
 
 
 def model_tags(study: str, trial: int) -> dict[str, str]:
@@ -226,6 +317,8 @@ def metrics_json(test: Mapping[str, Any]) -> dict[str, Any]:
 # --- artifacts of a trial run ------------------------------------------------------------------
 CHECKPOINT_ARTIFACTS = "checkpoints"  # the folder of best.pt / last.pt
 RUN_CONFIG_ARTIFACT = "config.json"  # the study file and the trial's RunConfig (``run``)
+#: one row per held-out input: n, kappa, predicted, correct (0/1), k, k_prime
+TEST_PREDICTIONS_ARTIFACT = "test_predictions.csv"
 
 
 def checkpoint_path(name: str = "best.pt") -> str:

@@ -220,17 +220,26 @@ class StudyTracker(Tracker):
         return run_id
 
     def update_parent(
-        self, run_id: str, counts: Mapping[str, int], best: FrozenTrial | None, table: pd.DataFrame
+        self,
+        run_id: str,
+        counts: Mapping[str, int],
+        best: FrozenTrial | None,
+        table: pd.DataFrame,
+        figures: names.BestFigures | None = None,
     ) -> None:
-        """State counts and the best trial (tags + metric) and the trials table (CSV) on the parent."""
+        """State counts and the best trial (tags + metrics: its value, and its ``figures`` with
+        their intervals) and the trials table (CSV) on the parent."""
+        tags: dict[str, Any] = {}
         if best is None:
             summary = names.ParentSummary(counts)
         else:
             summary = names.ParentSummary(counts, best.number, keys.run_id(best), keys.trial_params(best))
             finished = counts["complete"] + counts["pruned"] + counts["fail"]
-            metric = Metric(names.BEST_VALUE_METRIC, float(best.value), _now(), finished)
-            self.client.log_batch(run_id, metrics=[metric])
-        self.set_tags(run_id, summary.to_tags())
+            values = {names.BEST_VALUE_METRIC: float(best.value), **(figures.to_metrics() if figures else {})}
+            now = _now()
+            self.client.log_batch(run_id, metrics=[Metric(k, v, now, finished) for k, v in values.items()])
+            tags = figures.to_tags() if figures else {}
+        self.set_tags(run_id, {**summary.to_tags(), **tags})
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, "trials.csv")
             table.to_csv(path, index=False)

@@ -14,7 +14,7 @@ import optuna
 from core import Callback, CollatzDataset, Trainer
 from search import keys
 from search.events import TrialEvent, report
-from search.spec.study_file import MINIMIZED_METRICS
+from search.spec.runconfig import reported_sign
 from search.tracking.names import VAL_EXACT_MATCH
 from search.tracking.runs import class_metrics
 from search.trial.body import TrialEnv
@@ -51,7 +51,7 @@ class ReportingCallback(Callback):
         self.trial, self.tracker, self.run_id, self.log = trial, env.tracker, run_id, env.log
         self.metric, self.val, self.epochs = cfg.study.metric, val, epochs
         self.signal = cfg.study.prune_on or cfg.study.metric
-        self.sign = 1.0 if (self.signal not in MINIMIZED_METRICS) == keys.maximized(env.study) else -1.0
+        self.sign = reported_sign(self.signal, keys.maximized(env.study))
         self.by_samples = cfg.study.pruner.unit == "samples"
         self.compute_seconds = 0.0  # inside training and validation, for the overhead benchmark
         self.train_steps = 0

@@ -28,7 +28,7 @@ from search.signals import ignore_signals
 from search.spec.runconfig import RunConfig
 from search.spec.space import suggest
 from search.tracking.datasets import trial_inputs
-from search.tracking.names import FINAL_TAG
+from search.tracking.names import FINAL_TAG, TEST_PREDICTIONS_ARTIFACT
 from search.tracking.runs import CHECKPOINT_ARTIFACTS, fetch_init, flatten_test_metrics
 from search.tracking.system_metrics import system_metrics
 from search.trial.body import TrialEnv, TrialOutcome, interrupted_outcome
@@ -128,7 +128,7 @@ class TrialRun:
         value = _best(result.history[env.cfg.study.metric], keys.maximized(env.study))
         test = flatten_test_metrics(result.test)
         tracker.log_metrics(run_id, {**test, "best_epoch": result.best_epoch}, step=result.best_epoch)
-        preds = self.tmp / "test_predictions.csv"
+        preds = self.tmp / TEST_PREDICTIONS_ARTIFACT
         _write_predictions(preds, data.test, result.test["predictions"], run_cfg.base)
         tracker.log_artifacts(run_id, [preds], "")
         keys.record_result(trial, result.test["exact_match"], result.stop_reason)

@@ -458,6 +458,68 @@ def test_status_prints_a_row_per_trial_and_the_best(tiny_study: FinishedStudy, w
     _check_status_output(proc.stdout, tiny_study)
 
 
+def _status_study(url: str) -> None:
+    """A study like cpu_hour: exact match on 2,000 validation inputs, the pruner on val_loss
+    (negated) per training samples; two complete trials, one pruned, one replicate."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    study = optuna.create_study(study_name="figures", storage=url, direction="maximize")
+    study.set_user_attr(
+        "config",
+        {
+            "study": {"metric": "val_exact_match", "prune_on": "val_loss", "pruner": {"unit": "samples"}},
+            "data": {"range": [1, 1 << 20], "val_size": 2000, "test_size": 10_000},
+        },
+    )
+    dist = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    for value, test, attrs in [(0.9747, 0.9731, {}), (0.9, 0.89, {}), (0.97, 0.9701, {"replicate_of": 0})]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1e-3},
+                distributions=dist,
+                value=value,
+                intermediate_values={100_000: -0.9, 300_000: -0.3},
+                user_attrs={"params": {"lr": 1e-3}, "test_exact_match": test, **attrs},
+            )
+        )
+    pruned = {100_000: -1.2, 300_000: -0.7596}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 1e-2}, distributions=dist, state=TrialState.PRUNED, intermediate_values=pruned
+        )
+    )
+
+
+def test_status_keeps_the_objective_apart_from_what_the_pruner_saw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The objective column holds COMPLETE trials only, with its interval; a pruned trial says where
+    it stopped and the val_loss the pruner saw there (not negated), in columns of their own."""
+    from cli_helpers import run_main
+
+    from search.stats import wilson  # checked against scipy in test_stats.py
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _status_study(url)
+    code, out, err = run_main(["status", "figures", "--storage", url], tmp_path, capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    header = re.split(r"\s{2,}", lines[0].strip())
+    assert header[:5] == ["trial", "state", "val_exact_match %", "pruned at", "pruner's val_loss"]
+    assert "test exact match %" in header
+    rows = {int(line.split()[0]): re.split(r"\s{2,}", line.strip()) for line in lines[1:5]}
+    assert rows[0][2] == wilson(0.9747, 2000).short() and rows[0][3:5] == ["-", "-"]
+    assert rows[3][1:5] == ["PRUNED", "-", "300k samples", "0.7596"]
+    assert rows[0][header.index("test exact match %")] == wilson(0.9731, 10_000).short()
+    assert rows[2][-1] == "replicate of trial 0"
+    figures = f"val_exact_match {wilson(0.9747, 2000)}; held-out exact match {wilson(0.9731, 10_000)}"
+    assert f"best trial 0: {figures}" in out
+    assert "2 trial(s) cannot be told apart from it" not in out  # 90 % is apart; 97.0 % is not
+    assert "1 trial(s) cannot be told apart from it (val_exact_match intervals overlap): 2" in out
+    assert "trial 0 and 1 replicate(s): held-out exact match 97.16 ±0.21 % (mean ± std over 2 seeds)" in out
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_failing_trials_are_fail_with_their_reason_and_the_study_goes_on(tmp_path: Path, hpo: Any) -> None:
     """A trial that cannot run (here: device cuda on a CPU machine) is FAIL with the reason, its

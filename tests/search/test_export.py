@@ -17,7 +17,8 @@ from outage_helpers import drop_first_call
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store and
 # exported once with `collatz-hpo export tiny --out exports/best` (registered as version 1).
 ExportedStudy = Any
-MODEL = "collatz-transformer"
+MODEL = "collatz-n2^12"  # the task's name: odd n < 4096, the range of studies/tiny.toml
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _best(exported: ExportedStudy) -> optuna.trial.FrozenTrial:
@@ -97,14 +98,27 @@ def test_export_is_registered_with_alias_and_tags(exported_tiny: ExportedStudy) 
     assert version.tags["trial"] == str(cfg["trial"])
     assert version.tags["run_id"] == cfg["run_id"]
     assert float(version.tags["test_exact_match"]) == pytest.approx(cfg["test_metrics"]["exact_match"])
+    # the held-out figure with its interval and the split it was measured on
+    interval = cfg["test_exact_match_interval"]
+    assert interval["n"] == 64 and interval["low"] <= interval["estimate"] <= interval["high"]
+    assert float(version.tags["test_exact_match_high"]) == pytest.approx(interval["high"], abs=1e-6)
+    assert version.tags["test_size"] == "64"
+    split = json.loads(version.tags["test_split"])
+    assert split == {"range": [1, 4096], "train_size": 300, "val_size": 64, "test_size": 64, "seed": 0}
+    assert "n=64" in version.description and "odd n < 2^12" in version.description
+    assert "the first champion of collatz-n2^12" in exported_tiny.proc.stdout
+    assert "n=64) on odd n < 2^12" in exported_tiny.proc.stdout  # the export's own line
     run = client.get_run(version.tags["export_run_id"])
     assert run.info.run_name == f"export-trial-{cfg['trial']}"
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == cfg["run_id"]
     assert run.info.experiment_id == client.get_experiment_by_name("tiny").experiment_id
+    assert run.data.metrics["test_exact_match_low"] == pytest.approx(interval["low"])
 
 
-def test_champion_alias_follows_the_newest_export(exported_tiny: ExportedStudy, hpo: Any) -> None:
+def test_champion_stays_unless_beaten_or_promoted(exported_tiny: ExportedStudy, hpo: Any) -> None:
+    """Through the CLI: a second export that does not beat the champion is registered, the alias
+    stays and the output says why; --promote moves it."""
     root, name = exported_tiny.root, "alias-test"
     study = exported_tiny.store.study("tiny")
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -115,13 +129,106 @@ def test_champion_alias_follows_the_newest_export(exported_tiny: ExportedStudy, 
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     args = ["export", "tiny", "--trial", other.number, "--out", "exports/b", "--register", name]
     proc = hpo.check(hpo.run_cli(args, root))
-    assert f"{name} version 2" in proc.stdout
-    versions = client.search_model_versions(f"name='{name}'")
-    newest = max(int(v.version) for v in versions)
+    assert f"{name} version 2; alias 'champion' stays on version 1" in proc.stdout
+    assert "does not beat" in proc.stdout and "--promote" in proc.stdout
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+    proc = hpo.check(hpo.run_cli([*args, "--promote"], root))
+    assert f"{name} version 3; alias 'champion' moved by --promote" in proc.stdout
     champion = client.get_model_version_by_alias(name, "champion")
-    assert int(champion.version) == newest == 2
+    assert int(champion.version) == 3
     assert champion.tags["trial"] == str(other.number)
     assert json.loads((root / "exports" / "b" / "config.json").read_text())["trial"] == other.number
+
+
+def _variant(exported: ExportedStudy, tmp: Path, label: str, exact_match: float, **data: Any) -> Path:
+    """A copy of the tiny export whose config.json claims another held-out figure or split."""
+    import shutil
+
+    d = tmp / label
+    shutil.copytree(exported.export_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["test_metrics"]["exact_match"] = exact_match
+    cfg["data"].update(data)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def test_champion_moves_only_on_a_better_figure_of_the_same_task(
+    exported_tiny: ExportedStudy, tmp_path: Path
+) -> None:
+    from search.models.registry import register_export
+    from search.tracking.client import ResilientClient
+
+    url = exported_tiny.store.mlflow_url
+    client = ResilientClient(url, registry_uri=url)
+    run_id, name, said = _config(exported_tiny)["run_id"], "champion-rule", []
+
+    def register(directory: Path, promote: bool = False) -> Any:
+        return register_export(client, directory, run_id, "tiny", 0, name, said.append, promote)
+
+    def champion() -> int:
+        return int(client.get_model_version_by_alias(name, "champion").version)
+
+    first = register(_variant(exported_tiny, tmp_path, "v1", 0.5))  # 50 % of 64: 37.9–62.1 %
+    assert first.champion and champion() == 1
+    within = register(_variant(exported_tiny, tmp_path, "v2", 0.6))  # better, but inside the interval
+    assert not within.champion and champion() == 1
+    assert "does not beat" in within.reason and "same held-out split" in within.reason
+    better = register(_variant(exported_tiny, tmp_path, "v3", 0.9))
+    assert better.champion and champion() == 3, better.reason
+    assert "beats version 1's 50.00 %" in better.reason
+    # another task (inputs odd n < 2^16): never compared, however good, unless promoted
+    other_task = _variant(exported_tiny, tmp_path, "v4", 1.0, range=[1, 65536])
+    refused = register(other_task)
+    assert not refused.champion and champion() == 3
+    assert "odd n < 2^16" in refused.reason and "another task" in refused.reason
+    forced = register(other_task, promote=True)
+    assert forced.champion and champion() == 5
+    assert all(line.startswith(f"registered as {name} version ") for line in said)
+
+
+def test_a_champion_of_another_split_is_reevaluated_on_the_new_one(
+    exported_tiny: ExportedStudy, tmp_path: Path
+) -> None:
+    """Same range, another cut of it (seed 1): both models are measured on the new split's held-out
+    inputs the champion never trained on; neither beats the other by chance (same weights)."""
+    from search.models.registry import register_export
+    from search.tracking.client import ResilientClient
+
+    url = exported_tiny.store.mlflow_url
+    client = ResilientClient(url, registry_uri=url)
+    run_id, name = _config(exported_tiny)["run_id"], "champion-resplit"
+    register_export(client, exported_tiny.export_dir, run_id, "tiny", 0, name, print)
+    resplit = _variant(exported_tiny, tmp_path, "seed1", 1.0, seed=1)  # its claim is not taken at its word
+    verdict = register_export(client, resplit, run_id, "tiny", 0, name, print)
+    assert not verdict.champion, verdict.reason
+    assert "never trained on (re-evaluated)" in verdict.reason
+
+
+def test_a_legacy_champion_is_judged_by_its_config(exported_tiny: ExportedStudy, tmp_path: Path) -> None:
+    """A version registered without the held-out tags (an older export): its config.json says."""
+    import tarfile
+
+    from search.models.registry import register_export
+    from search.tracking.client import ResilientClient
+
+    with tarfile.open(FIXTURES / "pyfunc_v0_1.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    url = exported_tiny.store.mlflow_url
+    raw = exported_tiny.store.client()
+    run = raw.create_run(raw.get_experiment_by_name("tiny").experiment_id)
+    raw.log_artifacts(run.info.run_id, str(tmp_path / "pyfunc_v0_1"), "model")
+    raw.create_registered_model("legacy-champion")
+    old = raw.create_model_version(
+        "legacy-champion", f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    raw.set_registered_model_alias("legacy-champion", "champion", old.version)
+    client = ResilientClient(url, registry_uri=url)
+    run_id = _config(exported_tiny)["run_id"]
+    new = _variant(exported_tiny, tmp_path, "good", 0.9)  # the legacy model scored 0/64 on this split
+    verdict = register_export(client, new, run_id, "tiny", 0, "legacy-champion", print)
+    assert verdict.champion, verdict.reason
+    assert "beats version 1's 0.00 % (0.00–5.66, n=64) on the same held-out split" in verdict.reason
 
 
 def test_export_without_registering(exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]) -> None:
@@ -281,3 +388,27 @@ def test_out_that_is_not_an_export_is_not_overwritten(
     )
     assert_one_line_error(code, err, "is not a collatz-hpo export")
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+
+def test_the_champion_rule_in_words() -> None:
+    """``champion.judge`` alone: each verdict is one line that says why."""
+    from search.models.champion import HeldOut, judge
+    from search.stats import wilson
+
+    split = {"range": [1, 65536], "train_size": 24_000, "val_size": 1000, "test_size": 2000, "seed": 0}
+    new = HeldOut(wilson(0.70, 2000), split)
+    old = HeldOut(wilson(0.64, 2000), split)
+    assert judge(new, old, "4").promote
+    assert not judge(old, new, "4").promote
+    nothing = judge(new, None, "4")
+    assert not nothing.promote and "no held-out figure" in nothing.reason
+    other_cut = HeldOut(wilson(0.10, 2000), {**split, "seed": 1})
+    refused = judge(new, other_cut, "4", "it trained on every one of this split's 2,000 held-out inputs")
+    assert not refused.promote and "trained on every one" in refused.reason
+    fresh = judge(new, other_cut, "4", (wilson(0.70, 1500), wilson(0.60, 1500)))
+    assert fresh.promote and "on the 1,500 inputs of this split it never trained on" in fresh.reason
+    assert "\n" not in "".join(v.reason for v in (nothing, refused, fresh))
+    assert new.describe() == (
+        "held-out exact match 70.00 % (67.95–71.97, n=2,000) on the held-out split of odd n < 2^16 "
+        "(train/val/test 24,000/1,000/2,000, seed 0)"
+    )

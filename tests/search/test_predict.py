@@ -61,7 +61,7 @@ def test_table_output_and_known_values(
     code, out, err = run_main(["predict", "exports/best", "27", "97", "1", "7"], exported_tiny.root, capsys)
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["n", "predicted", "κ", "true", "κ", "right"]
+    assert lines[0].split() == ["n", "predicted", "κ", "true", "κ", "right", "trained", "range"]
     predicted = load_export(exported_tiny.export_dir).predict([27, 97, 1, 7])
     truth = {27: 31, 97: 73, 1: 1, 7: 13}
     for line, n, p in zip(lines[1:5], (27, 97, 1, 7), predicted, strict=True):
@@ -69,8 +69,32 @@ def test_table_output_and_known_values(
         assert cells[0] == str(n) and cells[2] == str(truth[n])
         assert cells[1] == (str(p) if p is not None else "?")
         assert cells[3] == ("yes" if p == truth[n] else "no")
+        assert cells[4] == "inside"
     right = sum(p == truth[n] for n, p in zip((27, 97, 1, 7), predicted, strict=True))
     assert lines[-1].startswith(f"{right}/4 right")
+    # the last line names the model's own held-out figure, with its interval and its input range
+    config = json.loads((exported_tiny.export_dir / "config.json").read_text())
+    assert "trained on odd n < 2^12" in lines[-1]
+    assert f"held-out exact match {100 * config['test_metrics']['exact_match']:.2f} % (" in lines[-1]
+    assert "n=64)" in lines[-1]
+
+
+def test_inputs_outside_the_training_range_are_flagged(
+    exported_tiny: ExportedStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiny model learned odd n < 4096: it still answers 4097 and 1000001, flagged, exit 0."""
+    code, out, err = run_main(
+        ["predict", "exports/best", "27", "4097", "1000001"], exported_tiny.root, capsys
+    )
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert [line.split()[-1] for line in lines[1:4]] == ["inside", "OUTSIDE", "OUTSIDE"]
+    assert "2 outside the trained range" in lines[-1]
+    code, out, err = run_main(
+        ["predict", "exports/best", "4095", "4097", "--json"], exported_tiny.root, capsys
+    )
+    assert code == 0, err
+    assert [r["in_training_range"] for r in json.loads(out)] == [True, False]
 
 
 def test_reads_integers_from_stdin(exported_tiny: ExportedStudy, hpo: Any) -> None:
@@ -98,8 +122,8 @@ def test_registered_champion_predicts_like_the_export(
     assert code == 0, err
     before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     for model in (
-        "models:/collatz-transformer@champion",
-        "models:/collatz-transformer/1",
+        "models:/collatz-n2^12@champion",  # the task's name: odd n < 2^12
+        "models:/collatz-n2^12/1",
         "exports/best/mlflow_model",
     ):
         code, out2, err = run_main(["predict", model, *values, "--json"], exported_tiny.root, capsys)

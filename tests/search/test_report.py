@@ -63,7 +63,12 @@ def test_best_trial_summary(report: tuple[Path, str], exported_tiny: ExportedStu
     assert set(summary["param_importances"]) == {"base", "d_model", "num_layers", "lr", "nhead"}
     markdown = (out / "summary.md").read_text()
     assert f"## Best trial: {best.number}" in markdown
-    assert "| k | k′ | share | exact match |" in markdown
+    # where the errors are: every class with its count and interval (the tiny model fails them all)
+    assert "### Held-out exact match per (k, k′) class" in markdown
+    assert summary["classes"] and sum(c["inputs"] for c in summary["classes"]) == 64
+    assert all(c["low"] <= c["estimate"] <= c["high"] for c in summary["classes"])
+    assert "## Is the best trial the best?" in markdown
+    assert f"| held-out exact match | {100 * best.user_attrs['test_exact_match']:.2f} % (" in markdown
 
 
 def test_report_files_are_artifacts_of_the_parent_run(
@@ -179,3 +184,154 @@ def test_study_without_a_completed_trial(
     code, _, err = run_main(["report", "report-nothing-done"], exported_tiny.root, capsys)
     assert_one_line_error(code, err, "no completed trial", "1 fail")
     assert not (exported_tiny.root / "reports" / "report-nothing-done").exists()
+
+
+# --- intervals, where the errors are, leaders, what the plots say --------------------------------
+
+# (k, k′) → (held-out inputs, right): two failing classes, two solved, one too small to list
+CLASSES = {(1, 1): (300, 300), (1, 2): (150, 140), (2, 1): (150, 150), (3, 1): (40, 30), (5, 3): (3, 1)}
+TEST_N = sum(n for n, _ in CLASSES.values())
+
+
+def _figures_study(run_id: str | None = None) -> optuna.Study:
+    """A study like cpu_hour: exact-match objective on 2,000 validation inputs, the pruner on
+    val_loss (negated) per training samples, one pruned trial and a seed replicate."""
+    study = optuna.create_study(study_name="figures", direction="maximize")
+    study.set_user_attr(
+        "config",
+        {
+            "study": {"metric": "val_exact_match", "prune_on": "val_loss", "pruner": {"unit": "samples"}},
+            "data": {"range": [1, 1 << 20], "val_size": 2000, "test_size": TEST_N},
+        },
+    )
+    dist = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    curve = {100_000: -1.2, 300_000: -0.4}
+    done = [
+        (0.97, 0.95, run_id, None),
+        (0.968, 0.94, None, None),
+        (0.90, 0.88, None, None),
+        (0.965, 0.93, None, 0),
+    ]
+    for value, test, run, replicate in done:
+        attrs: dict[str, Any] = {"params": {"lr": 1e-3}, "test_exact_match": test}
+        attrs.update({"mlflow_run_id": run} if run else {})
+        attrs.update({"replicate_of": replicate} if replicate is not None else {})
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1e-3},
+                distributions=dist,
+                value=value,
+                intermediate_values=curve,
+                user_attrs=attrs,
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 1e-2},
+            distributions=dist,
+            state=TrialState.PRUNED,
+            intermediate_values={100_000: -1.25, 300_000: -0.7596},
+        )
+    )
+    return study
+
+
+def _run_with_predictions(exported_tiny: ExportedStudy, tmp_path: Path) -> tuple[str, str]:
+    """An MLflow run (in the shared store) with test_predictions.csv and per-class metrics."""
+    import csv
+
+    client = exported_tiny.store.client()
+    run_id = client.create_run(client.create_experiment(f"report-classes-{tmp_path.name}")).info.run_id
+    path = tmp_path / "test_predictions.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["n", "kappa", "predicted", "correct", "k", "k_prime"])
+        n = 1
+        for (k, kp), (count, right) in CLASSES.items():
+            for i in range(count):
+                writer.writerow([n, 1, 1, int(i < right), k, kp])
+                n += 2
+    client.log_artifact(run_id, str(path))
+    for (k, kp), (count, right) in CLASSES.items():
+        client.log_metric(run_id, f"test_exact_match_k{k}_kp{kp}", right / count)
+        for epoch in (1, 2, 3):
+            client.log_metric(
+                run_id, f"val_exact_match_k{k}_kp{kp}", min(1.0, epoch * right / count / 3), step=epoch
+            )
+    client.set_terminated(run_id)
+    return run_id, exported_tiny.store.mlflow_url
+
+
+def test_class_table_lists_failing_classes_first_with_counts_and_intervals(
+    exported_tiny: ExportedStudy, tmp_path: Path
+) -> None:
+    from search.report.study_report import write_report
+    from search.stats import wilson
+
+    run_id, url = _run_with_predictions(exported_tiny, tmp_path)
+    report = write_report(_figures_study(run_id), tmp_path / "r", url)
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and " | **fails** |" in line]
+    assert rows == [
+        f"| 3 | 1 | 40 | 30 | {wilson(30 / 40, 40)} | **fails** |",  # the worst first
+        f"| 1 | 2 | 150 | 140 | {wilson(140 / 150, 150)} | **fails** |",
+    ]
+    solved = markdown.index("| 1 | 1 | 300 | 300 |")
+    assert markdown.index("| 3 | 1 | 40 |") < markdown.index("| 1 | 2 | 150 |") < solved
+    assert "| 2 | 1 | 150 | 150 |" in markdown
+    small = "1 classes with fewer than 20 held-out inputs are not listed (3 inputs, 2 wrong)"
+    assert f"{small}: errors in (5, 3) 1/3" in markdown
+    summary = json.loads((tmp_path / "r" / "best_trial.json").read_text())
+    assert {(c["k"], c["k_prime"]): (c["inputs"], c["right"]) for c in summary["classes"]} == CLASSES
+    assert (tmp_path / "r" / "best_trial_classes.png") in report.files
+
+
+def test_plots_name_what_they_plot(
+    exported_tiny: ExportedStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Learning curves: the pruner's val_loss un-negated per training sample; optimization history:
+    complete trials' exact match with interval bars, the pruned one left out with a note; class
+    curves: the failing classes, not the most frequent."""
+    from search.report import plots
+    from search.report.study_report import write_report
+
+    drawn: dict[str, Any] = {}
+    real_save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: drawn.setdefault(path.name, fig) and real_save(fig, path)
+    )
+    run_id, url = _run_with_predictions(exported_tiny, tmp_path)
+    report = write_report(_figures_study(run_id), tmp_path / "r", url)
+    curves = drawn["learning_curves.png"].axes[0]
+    assert curves.get_ylabel() == "val_loss" and curves.get_xlabel() == "training samples seen"
+    assert "val_loss per training samples seen" in curves.get_title()
+    assert {y for line in curves.get_lines() for y in line.get_ydata()} == {1.2, 0.4, 1.25, 0.7596}
+    history = drawn["optimization_history.png"].axes[0]
+    assert history.get_ylabel() == "val_exact_match (bars: 95 % interval)"
+    assert any("1 pruned trial(s) not shown: the pruner saw val_loss" in t.get_text() for t in history.texts)
+    assert any("pruned trial(s) left out" in n for n in report.notes)
+    classes = drawn["best_trial_classes.png"].axes[0]
+    labels = [t.get_text() for t in classes.get_legend().get_texts()]
+    assert [label.split(" (")[0] for label in labels] == ["k=1, k′=2", "k=3, k′=1", "k=5, k′=3"]
+    assert "held-out 30/40" in labels[1]
+
+
+def test_report_says_which_leaders_cannot_be_told_apart(tmp_path: Path) -> None:
+    from search.report.study_report import write_report
+    from search.stats import wilson
+
+    write_report(_figures_study(), tmp_path / "r")
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    # 97.0 % vs 96.8 % and 96.5 % on 2,000 validation inputs overlap; 90 % does not
+    assert "The data cannot name a single winner: 2 trial(s) are indistinguishable from trial 0" in markdown
+    assert f"| 1 | {wilson(0.968, 2000)} | - |" in markdown
+    assert "\n| 2 | " not in markdown
+    assert f"| val_exact_match | {wilson(0.97, 2000)} |" in markdown
+    summary = json.loads((tmp_path / "r" / "best_trial.json").read_text())
+    assert summary["best_value_interval"]["n"] == 2000
+    assert summary["test_exact_match_interval"]["n"] == TEST_N
+    # the seed replicate of trial 0: mean ± std over 2 seeds
+    assert (
+        "## Seed replicates" in markdown
+        and "| trial 0 | 2 | 94.00 ±1.41 % over 2 seeds (mean in 81.29–100.00;" in markdown
+    )

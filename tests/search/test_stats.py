@@ -56,3 +56,32 @@ def test_seed_spread() -> None:
     assert (one.mean, one.std, one.low, one.high) == (0.9, 0.0, 0.9, 0.9)
     with pytest.raises(ValueError):
         seed_spread([])
+
+
+def test_mcnemar_matches_scipy_binomtest() -> None:
+    from scipy.stats import binomtest
+
+    from search.stats import mcnemar
+
+    for only_a, only_b in [(0, 0), (3, 0), (10, 2), (40, 60), (7, 7), (1, 30)]:
+        n = only_a + only_b
+        expected = binomtest(only_a, n, 0.5).pvalue if n else 1.0
+        assert mcnemar(only_a, only_b) == pytest.approx(expected, rel=1e-9), (only_a, only_b)
+    assert mcnemar(200, 100) < 1e-6  # 300 discordant inputs, 2:1: clearly different
+    with pytest.raises(ValueError):
+        mcnemar(-1, 3)
+
+
+def test_beats_needs_more_than_the_old_interval() -> None:
+    from search.stats import beats
+
+    champion = wilson(0.9731, 10_000)  # 96.98–97.61
+    assert not beats(wilson(0.9750, 10_000), champion)  # inside the champion's interval
+    assert beats(wilson(0.9800, 10_000), champion)
+    assert not beats(wilson(0.64, 2000), champion)
+
+
+def test_seed_spread_of_a_proportion_stays_within_bounds() -> None:
+    s = seed_spread([0.93, 0.95], bounds=(0.0, 1.0))
+    assert s.high == 1.0 and s.low < s.mean
+    assert seed_spread([0.93, 0.95]).high > 1.0  # the t-interval alone knows no bounds

@@ -156,6 +156,25 @@ def test_parent_run_holds_trials_table_and_best(tiny_study: FinishedStudy, tmp_p
     assert sorted(frame["trial"]) == [t.number for t in study.trials]
 
 
+def test_parent_run_holds_the_best_figures_with_their_intervals(tiny_study: FinishedStudy) -> None:
+    """tiny's objective is token accuracy (no interval); its held-out exact match has one, on the
+    study's 64 test inputs."""
+    from search.stats import wilson
+
+    study = tiny_study.store.study(tiny_study.name)
+    parent = tiny_study.store.parent_runs(tiny_study.name)[0]
+    figures = names.BestFigures.of(parent)  # the reader of what update_parent wrote
+    expected = wilson(study.best_trial.user_attrs["test_exact_match"], 64)
+    assert figures.value is None
+    assert figures.test is not None and figures.test.n == 64
+    assert (figures.test.low, figures.test.high) == (
+        pytest.approx(expected.low),
+        pytest.approx(expected.high),
+    )
+    assert parent.data.metrics["best_test_exact_match_high"] == pytest.approx(expected.high)
+    assert parent.data.tags["best_figures"] == f"held-out exact match {expected}"
+
+
 def test_a_checkpoint_fetch_prints_no_progress_bar(
     tiny_study: FinishedStudy,
     tmp_path: Path,

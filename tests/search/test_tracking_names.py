@@ -96,6 +96,34 @@ def test_model_version_source_round_trip() -> None:
     assert back == names.ModelVersionSource("tiny", 3, "run", "export-run", 0.123457)
 
 
+def test_model_version_source_with_its_held_out_figure_round_trip() -> None:
+    from search.stats import wilson
+
+    test = wilson(0.9731, 10_000)
+    split = '{"range":[1,1048576],"train_size":500000,"val_size":2000,"test_size":10000,"seed":0}'
+    tags = names.ModelVersionSource("cpu_hour", 3, "run", "export-run", 0.9731, test, split).to_tags()
+    assert tags["test_size"] == "10000" and tags["test_split"] == split
+    back = names.ModelVersionSource.of(SimpleNamespace(tags=tags))
+    assert back.test is not None and back.test.n == 10_000
+    assert (back.test.low, back.test.high) == (
+        pytest.approx(test.low, abs=1e-6),
+        pytest.approx(test.high, abs=1e-6),
+    )
+    assert back.test_split == split
+
+
+def test_best_figures_round_trip() -> None:
+    from search.stats import wilson
+
+    figures = names.BestFigures(wilson(0.9747, 2000), wilson(0.9731, 10_000))
+    metrics = {names.BEST_VALUE_METRIC: 0.9747, **figures.to_metrics()}
+    run = _run(figures.to_tags())
+    run.data.metrics = metrics
+    assert names.BestFigures.of(run) == figures
+    assert run.data.tags["best_figures"] == f"objective {figures.value}; held-out exact match {figures.test}"
+    assert names.BestFigures.of(_run()) == names.BestFigures(None, None)
+
+
 @pytest.mark.parametrize(("direction", "ascending"), [("minimize", True), ("maximize", False)])
 def test_objective_params_round_trip(direction: str, ascending: bool) -> None:
     run = _run(params=names.objective_params("val_loss", direction))
