@@ -2,14 +2,15 @@
 
 The default config and the configuration the cpu_hour study found (both read from
 benchmarks/results/time_to_accuracy.json, where bench_time_to_accuracy.py recorded them), each
-trained with SEEDS training seeds for the same wall-clock budget on one thread, two runs at a time
-(one of each config, so both see the same machine), same data split. Prints and writes, per config:
+trained with SEEDS training seeds on one thread, two runs at a time (one of each config), same data
+split, for one budget: ``--samples`` (training samples: the same work whatever else runs on the
+machine; the found config's schedule is planned over it) or ``--seconds`` (wall clock: needs the
+machine to itself). Prints and writes, per config:
 mean, standard deviation, min–max and the 95 % t-interval of the mean of held-out exact match, each
 run's Wilson interval on the test set, and whether the difference of the means exceeds both the
 seed spread and the test-set intervals.
 
-Run (needs the machine to itself: a wall-clock budget measures the machine too):
-    .venv/bin/python benchmarks/bench_seed_spread.py [--seconds 300] [--seeds 5]
+Run: .venv/bin/python benchmarks/bench_seed_spread.py [--samples 500000 | --seconds 300] [--seeds 5]
         [--out benchmarks/results/seed_spread.json]
 """
 
@@ -44,14 +45,22 @@ def configs(source: Path) -> dict[str, RunConfig]:
     return found
 
 
-def train_one(job: tuple[str, dict[str, Any], int, float]) -> dict[str, Any]:
-    """One run: ``config`` with training seed ``seed`` for ``seconds`` of training on one thread."""
+def budgeted(cfg: RunConfig, samples: int | None, seconds: float | None) -> RunConfig:
+    """``cfg`` trained for ``samples`` training samples (whole epochs) or ``seconds`` of training."""
+    if samples is None:
+        return cfg.replace(time_budget=seconds)
+    per_epoch = cfg.samples_per_epoch or cfg.train_size
+    return cfg.replace(time_budget=None, epochs=max(1, round(samples / per_epoch)))
+
+
+def train_one(job: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
+    """One run: ``config`` with training seed ``seed`` on one thread."""
     import tempfile
 
     from search.trial.training import execute
 
-    label, config, seed, seconds = job
-    cfg = RunConfig.from_dict(config).replace(seed=seed, time_budget=seconds, threads=1, init_from=None)
+    label, config, seed = job
+    cfg = RunConfig.from_dict(config).replace(seed=seed, threads=1, init_from=None)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="seed-spread-") as tmp:
@@ -105,14 +114,19 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=300.0, help="training budget of each run")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--samples", type=int, default=500_000, help="training samples of each run")
+    budget.add_argument("--seconds", type=float, help="wall-clock training budget of each run instead")
     parser.add_argument("--seeds", type=int, default=5, help="training seeds per config")
     parser.add_argument("--source", type=Path, default=RESULTS / "time_to_accuracy.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "seed_spread.json")
     args = parser.parse_args()
     cfgs = configs(args.source)
+    samples = None if args.seconds is not None else args.samples
     jobs = [
-        (label, cfgs[label].to_dict(), seed, args.seconds) for seed in range(args.seeds) for label in LABELS
+        (label, budgeted(cfgs[label], samples, args.seconds).to_dict(), seed)
+        for seed in range(args.seeds)
+        for label in LABELS
     ]
     started = time.time()
     with mp.get_context("spawn").Pool(2) as pool:
@@ -125,10 +139,12 @@ def main() -> None:
                 flush=True,
             )
     result = {
-        "seconds_per_run": args.seconds,
+        "budget": f"{args.seconds:g} s" if samples is None else f"{samples:,} samples",
         "seeds": args.seeds,
         "wall_seconds": round(time.time() - started),
-        "command": f"benchmarks/bench_seed_spread.py --seconds {args.seconds:g} --seeds {args.seeds}",
+        "command": "benchmarks/bench_seed_spread.py "
+        + (f"--seconds {args.seconds:g}" if samples is None else f"--samples {samples}")
+        + f" --seeds {args.seeds}",
         **summarize(runs),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
