@@ -3,8 +3,8 @@ configuration for a time budget, once per study, from scratch or from its best c
 seed replicates (``[confirm]``) that is the winner by mean (``study.leaders.winner``), from the
 checkpoint of its best seed.
 
-The final run is a trial like the others (enqueued with the best params, asked, run by the
-worker), marked by its user attributes (``keys.final_user_attrs``); the trial package reads its
+The final run is a trial like the others (enqueued with the best params, taken by its number,
+run by the worker), marked by its user attributes (``keys.final_user_attrs``); the trial package reads its
 config from them (``trial.config.config_of``) and does not prune it.
 """
 

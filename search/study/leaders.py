@@ -90,21 +90,23 @@ class Configuration:
     def describe(self) -> str:
         """``trial 4 (search 0.6500): mean 0.6200 ± 0.0100 over 3 seeds (mean in 0.5950–0.6450)``."""
         s = self.spread
-        n = len(s.values)
-        interval = f" (mean in {s.low:.4f}–{s.high:.4f})" if n > 1 else ""
-        seeds = f"{n} seed{'s' if n != 1 else ''}"
+        interval = f" (mean in {s.low:.4f}–{s.high:.4f})" if len(s.values) > 1 else ""
         return (
             f"trial {self.leader.number} (search {self.leader.value:.4f}): "
-            f"mean {s.mean:.4f} ± {s.std:.4f} over {seeds}{interval}"
+            f"mean {s.mean:.4f} ± {s.std:.4f} over {_seeds(len(s.values))}{interval}"
         )
 
     def announce(self) -> str:
         """``winner by mean of 3 seeds: trial 4 (mean 0.6200 ± 0.0100)``."""
         s = self.spread
         return (
-            f"winner by mean of {len(s.values)} seed(s): trial {self.leader.number} "
+            f"winner by mean of {_seeds(len(s.values))}: trial {self.leader.number} "
             f"(mean {s.mean:.4f} ± {s.std:.4f})"
         )
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def _sign(maximize: bool) -> float:

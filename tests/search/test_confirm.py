@@ -138,7 +138,7 @@ def test_the_mean_decides_the_winner_and_the_final_run_and_export_follow_it(tmp_
     best_seed = _replicates(study.get_trials())[(1, 2)]
     lines: list[str] = []
     assert select_trial(study, log=lines.append).number == best_seed.number
-    announced = "winner by mean of 2 seed(s): trial 1 (mean 0.8000 ± 0.0141)"
+    announced = "winner by mean of 2 seeds: trial 1 (mean 0.8000 ± 0.0141)"
     assert lines == [f"{announced}: exporting its best member, trial {best_seed.number}"]
     # a queued replicate is not mistaken for the final run (which is taken by number)
     stray = study.get_trials()[2]
@@ -212,8 +212,8 @@ def test_a_launch_runs_the_replicates_then_the_final_run_of_the_winner(
         [trials[best], *(t for t in replicates if t.user_attrs["replicate_of"] == best)],
         key=lambda t: (t.value, -t.number),
     )
-    assert f"winner by mean of 2 seed(s): trial {best} (mean {mean:.4f}" in proc.stdout
-    assert f"final run: the winner by mean of 2 seed(s): trial {best}" in proc.stdout
+    assert f"winner by mean of 2 seeds: trial {best} (mean {mean:.4f}" in proc.stdout
+    assert f"final run: the winner by mean of 2 seeds: trial {best}" in proc.stdout
     assert finals[0].user_attrs["final_of"] == best_seed.number
     assert "seed replicate 2 of trial" in proc.stdout
 
@@ -264,5 +264,5 @@ def test_workers_on_postgresql_run_the_replicates_and_confirm_adds_seeds(tmp_pat
         assert len(trials) == 7 and all(t.state == TrialState.COMPLETE for t in trials)
         assert sorted(t.user_attrs["replicate_index"] for t in replicates) == [1, 1, 2, 2]
         best, mean = _winner(trials, replicates)
-        assert f"winner by mean of 2 seed(s): trial {best} (mean {mean:.4f}" in proc.stdout
+        assert f"winner by mean of 2 seeds: trial {best} (mean {mean:.4f}" in proc.stdout
         assert proc.stdout.count("confirm: trial ") == 2
