@@ -22,8 +22,11 @@ __all__ = [
     "COUNTED",
     "NoCompletedTrialError",
     "best_trial",
+    "is_search",
     "maximized",
+    "replicate_of",
     "require_completed",
+    "search_trials",
     "state_counts",
     "trial_params",
 ]
@@ -47,9 +50,11 @@ WARM_START_ATTR = "warm_start_from"  # "<study>:<trial>" a warm-started trial to
 FINAL_ATTR = "final"  # the final run (best configuration trained longer): its budget in seconds
 FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
 FINAL_INIT_ATTR = "final_init_from"  # the checkpoint a final run starts from ([final] init)
-REPLICATE_OF_ATTR = "replicate_of"  # a seed replicate: the trial whose configuration it trains again
+REPLICATE_OF_ATTR = "replicate_of"  # a seed replicate ([confirm]): the search trial it retrains
+REPLICATE_INDEX_ATTR = "replicate_index"  # which replicate of that trial it is: 1..seeds
 
-#: Trials that count towards ``n_trials``: failed or interrupted ones are replaced.
+#: The states of search trials (``is_search``) that count towards ``n_trials``: failed or
+#: interrupted ones are replaced; final runs and seed replicates never count.
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -99,7 +104,7 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
 
 
 def counted(counts: Mapping[str, int]) -> int:
-    """Trials that count towards ``n_trials`` (COMPLETE + PRUNED)."""
+    """Trials that count towards ``n_trials`` (COMPLETE + PRUNED), given the counts of search trials."""
     return counts["complete"] + counts["pruned"]
 
 
@@ -228,12 +233,37 @@ def final_user_attrs(of: FrozenTrial, seconds: float, init_from: str | None = No
     return attrs
 
 
+def final_of(trial: FrozenTrial) -> int | None:
+    """The trial whose configuration (and, with ``[final] init``, checkpoint) a final run trains."""
+    return trial.user_attrs.get(FINAL_OF_ATTR)
+
+
 def final_init_from(trial: FrozenTrial) -> str | None:
     """The checkpoint a final run starts from; None: from scratch (or not a final run)."""
     return trial.user_attrs.get(FINAL_INIT_ATTR)
 
 
-def replicate_of(trial: FrozenTrial) -> int | None:
-    """The trial whose configuration ``trial`` trains again with another seed; None: not a replicate."""
-    value = trial.user_attrs.get(REPLICATE_OF_ATTR)
-    return int(value) if value is not None else None
+def replicate_of(trial: FrozenTrial | optuna.Trial) -> int | None:
+    """The search trial a seed replicate retrains (``[confirm]``); None for any other trial."""
+    return trial.user_attrs.get(REPLICATE_OF_ATTR)
+
+
+def replicate_index(trial: FrozenTrial | optuna.Trial) -> int | None:
+    """Which replicate (1..seeds) of its search trial a seed replicate is; None for any other."""
+    return trial.user_attrs.get(REPLICATE_INDEX_ATTR)
+
+
+def replicate_user_attrs(of: FrozenTrial, index: int) -> dict[str, Any]:
+    """What marks an enqueued trial as seed replicate ``index`` of ``of``'s configuration."""
+    return {REPLICATE_OF_ATTR: of.number, REPLICATE_INDEX_ATTR: index}
+
+
+def is_search(trial: FrozenTrial) -> bool:
+    """Whether the trial is one of the search's: not a final run, not a seed replicate. Only
+    search trials count towards ``n_trials`` and are candidates for ``[confirm]``."""
+    return final_seconds(trial) is None and replicate_of(trial) is None
+
+
+def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The search trials among ``trials`` (see ``is_search``)."""
+    return [t for t in trials if is_search(t)]

@@ -1,11 +1,13 @@
 """The machine's real PostgreSQL for tests of distributed studies: a throwaway database per test.
 
-A test module uses the fixture by binding it at module level: ``pg_url = pg_helpers.pg_url``.
-Without a reachable server the tests skip with the reason; under CI=true (CI has one) they fail.
+A test module uses the fixture by binding it at module level: ``pg_url = pg_helpers.pg_url``, or
+opens a database itself with ``throwaway_database()``. Without a reachable server the tests skip
+with the reason; under CI=true (CI has one) they fail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -30,9 +32,10 @@ def pg_reachable() -> str | None:
         return f"PostgreSQL not reachable at {PG_ADMIN}: {str(exc).splitlines()[0]}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh database on the real server, dropped after the test."""
+@contextlib.contextmanager
+def throwaway_database(password: str = SECRET) -> Iterator[str]:
+    """The URL of a fresh database on the real server, dropped afterwards (trust auth ignores
+    ``password``: it is there to prove it never leaks)."""
     import sqlalchemy
 
     reason = pg_reachable()
@@ -47,9 +50,15 @@ def pg_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     try:
-        # trust auth ignores the password: it is there to prove it never leaks
-        yield f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{name}"
+        yield f"postgresql://postgres:{password}@127.0.0.1:5432/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh database on the real server, dropped after the test."""
+    with throwaway_database() as url:
+        yield url

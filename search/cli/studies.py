@@ -1,5 +1,5 @@
-"""Study commands: `launch` (this machine), `worker` (one of many machines), `status` (with the
-study's SLURM jobs, if `submit` queued any)."""
+"""Study commands: `launch` (this machine), `worker` (one of many machines), `confirm` (seed
+replicates of the leaders), `status` (with the study's SLURM jobs, if `submit` queued any)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from search.cli.common import (
     locations_of,
     say,
     set_command,
+    study_name,
 )
 
 __all__ = ["add_commands"]
@@ -24,6 +25,7 @@ __all__ = ["add_commands"]
 def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_launch(sub)
     _add_worker(sub)
+    _add_confirm(sub)
     _add_status(sub)
 
 
@@ -105,6 +107,44 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         f"{c['fail']} failed"
     )
     return 0
+
+
+def _add_confirm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "confirm",
+        help="train a study's best search trials again with fresh seeds; the winner by mean",
+        description="Train the K best COMPLETE search trials of an existing study again with S fresh "
+        "training seeds each, at the search's budget and on the same data split (seed replicates, "
+        "trials that count towards nothing); print each configuration's mean and the winner by mean, "
+        "which [final] and export then follow. Finished replicates are not redone.",
+    )
+    p.add_argument("study", metavar="STUDY", help="study name or study file (its [confirm] applies)")
+    p.add_argument(
+        "--top", type=positive_int, metavar="K", help="how many leaders (default: [confirm] top_k)"
+    )
+    p.add_argument(
+        "--seeds", type=positive_int, metavar="S", help="fresh seeds each (default: [confirm] seeds)"
+    )
+    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes")
+    add_store_flags(p)
+    set_command(p, _cmd_confirm, on_interrupt="the running replicate is recorded as FAIL (interrupted)")
+
+
+def _cmd_confirm(args: argparse.Namespace) -> int:
+    section = load_config(args.study).confirm if args.study.endswith(".toml") else None
+    name = study_name(args.study)
+    locations = locations_of(args)
+    check_reachable(locations, args)
+    from search.signals import stop_on_sigterm
+    from search.study.confirm import confirm
+
+    stop_on_sigterm()  # SIGTERM stops like Ctrl-C
+    result = confirm(name, locations, args.top, args.seeds, args.workers, log=say, section=section)
+    for line in result.lines:
+        print(line)
+    if result.interrupted:
+        print("interrupted: run the same command to resume", file=sys.stderr)
+    return result.exit_code
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:

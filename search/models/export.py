@@ -48,6 +48,7 @@ from search.models.loading import (
 )
 from search.models.registry import MLFLOW_MODEL_DIR, model_name, register_export
 from search.stats import wilson
+from search.study.leaders import winner
 from search.tracking import names
 
 if TYPE_CHECKING:
@@ -72,13 +73,11 @@ class ExportResult:
     champion: bool = False  # whether the registry's alias now points at this version
 
 
-def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
-    """The best trial, or trial ``number``; it must be COMPLETE (clear ExportError otherwise)."""
+def select_trial(study: optuna.Study, number: int | None = None, log: Log | None = None) -> FrozenTrial:
+    """The best trial (see ``_best``), or trial ``number``; it must be COMPLETE (clear ExportError
+    otherwise)."""
     if number is None:
-        try:
-            return keys.require_completed(study)
-        except keys.NoCompletedTrialError as exc:
-            raise ExportError(str(exc)) from None
+        return _best(study, log)
     trials = study.get_trials(deepcopy=False)
     found = [t for t in trials if t.number == number]
     if not found:
@@ -88,6 +87,21 @@ def select_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
     if trial.state != TrialState.COMPLETE:
         raise ExportError(f"trial {number} is {trial.state.name}: only COMPLETE trials can be exported")
     return trial
+
+
+def _best(study: optuna.Study, log: Log | None) -> FrozenTrial:
+    """The study's best trial; with seed replicates (``[confirm]``), the best member of the winner
+    by mean (its final run, if it has one), said in ``log``."""
+    won = winner(study)
+    if won is not None:
+        best = won.best_member()
+        if log is not None:
+            log(f"{won.announce()}: exporting its best member, trial {best.number}")
+        return best
+    try:
+        return keys.require_completed(study)
+    except keys.NoCompletedTrialError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def quiet_mlflow() -> None:
@@ -213,7 +227,7 @@ def export_trial(
     from search.trial.training import build_test_set, evaluate_test
 
     quiet_mlflow()
-    trial = select_trial(study, trial_number)
+    trial = select_trial(study, trial_number, log)
     run_id = keys.run_id(trial)
     if not run_id:
         raise ExportError(f"trial {trial.number} has no MLflow run (user attr {keys.RUN_ATTR!r} missing)")

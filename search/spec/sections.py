@@ -8,6 +8,7 @@
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
     [training]         epochs, samples_per_epoch, batch sizes, optimizer, scheduler, device, ...
     [search]           base, d_model, nhead, num_layers, lr, dropout, batch_size, ... (search.spec.params)
+    [confirm]          top_k, seeds
     [final]            seconds or end_at, threads, epochs, init
 
 Validators raise :class:`~search.spec.problems.KeyedError` so the message names the exact key.
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_NAME",
     "MAX_RANGE",
     "MINIMIZED_METRICS",
+    "ConfirmSection",
     "DataSection",
     "FinalSection",
     "Metric",
@@ -79,6 +81,19 @@ class WarmStart(Section):
 
     study: str
     top_k: int = Field(4, ge=1)
+
+
+class ConfirmSection(Section):
+    """``[confirm]``: after the search, the ``top_k`` best search trials are trained again with
+    ``seeds`` fresh training seeds each, at the search trials' full budget (same data split).
+
+    Each such seed replicate is a trial (user attr ``replicate_of``) that does not count towards
+    ``n_trials``; the study's winner is then the configuration with the best mean over its seeds,
+    which the final run continues and ``export`` picks from (``search.study.leaders``).
+    """
+
+    top_k: int = Field(3, ge=1)
+    seeds: int = Field(3, ge=1)
 
 
 class FinalSection(Section):

@@ -8,6 +8,7 @@ A study file has these sections (see ``studies/*.toml``; each one's keys and def
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
     [training]         epochs, samples_per_epoch, batch sizes, optimizer, scheduler, device, ...
     [search]           base, d_model, nhead, num_layers, lr, dropout, batch_size, ...
+    [confirm]          optional: the best search trials trained again with fresh seeds
     [final]            optional: the best configuration trained once more, longer
 
 Each ``[search]`` parameter is fixed (``dropout = 0.1``), choices (``d_model = { choices = [64,
@@ -45,6 +46,7 @@ from search.spec.sections import (
     MAX_NAME,
     MAX_RANGE,
     MINIMIZED_METRICS,
+    ConfirmSection,
     DataSection,
     FinalSection,
     Metric,
@@ -64,6 +66,7 @@ __all__ = [
     "TRAINING_PARAMS",
     "Categorical",
     "ConfigError",
+    "ConfirmSection",
     "DataSection",
     "FinalSection",
     "Fixed",
@@ -92,6 +95,7 @@ class StudyConfig(Section):
     data: DataSection
     training: TrainingSection
     search: SearchSpace
+    confirm: ConfirmSection | None = None
     final: FinalSection | None = None
     source: str = Field("<dict>", exclude=True)
 
@@ -133,7 +137,7 @@ class StudyConfig(Section):
         return hash(self._sections())
 
     def _sections(self) -> tuple[Any, ...]:
-        return (self.study, self.data, self.training, self.search, self.final)
+        return (self.study, self.data, self.training, self.search, self.confirm, self.final)
 
 
 def parse_study(data: Mapping[str, Any], source: str = "<dict>") -> StudyConfig:

@@ -20,6 +20,7 @@ from search.events import Log
 from search.locations import Locations
 from search.spec.study_file import StudyConfig
 from search.study.final import run_final
+from search.study.leaders import confirm_summary
 from search.study.opening import OpenStudy, open_study, recover
 from search.study.processes import run_processes
 from search.study.progress import StudyProgress
@@ -74,8 +75,10 @@ def launch(
                 stats.append(worker.run())
             else:
                 stats, failed_workers = run_processes(opened, workers, deadline, progress)
+            _reload(opened)
+            for line in confirm_summary(opened.study):  # the seed replicates' means, if any
+                progress(line)
             if cfg.final is not None and not failed_workers:
-                _reload(opened)
                 run_final(worker, started)
     except KeyboardInterrupt:  # the workers recorded their trials
         interrupted = True
@@ -97,7 +100,7 @@ def _open(cfg: StudyConfig, locations: Locations, workers: int, log: Log) -> Ope
         recover(opened, log)
     opened.ensure_parent_run()
     log(
-        f"study '{cfg.study.name}': {keys.counted(opened.counts())} of {cfg.study.n_trials} "
+        f"study '{cfg.study.name}': {keys.counted(opened.search_counts())} of {cfg.study.n_trials} "
         f"trials done; {workers} worker(s); {locations.describe()}"
     )
     return opened
@@ -129,7 +132,7 @@ def join(
     _reload(opened)
     opened.update_parent()
     counts = opened.counts()
-    if keys.counted(counts) >= cfg.study.n_trials and counts["running"] == 0:
+    if keys.counted(opened.search_counts()) >= cfg.study.n_trials and counts["running"] == 0:
         opened.finish_parent("FINISHED")
     return _result(opened, [stats], interrupted=False, exit_code=0)
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # MLflow, pandas and the study-file models load where a study
 __all__ = ["OpenStudy", "create_or_load", "load_existing_study", "open_study", "recover", "summarize"]
 
 # Settings that may change between launches of one study without changing what it measures.
-# (The final run and the warm start happen once; later launches may change them freely.)
+# (The final run and the warm start happen once; later launches may change them freely, and
+# [confirm] only adds seed replicates, which `confirm --top/--seeds` may ask for at any time.)
 _FREE_KEYS = {
     ("study", "n_trials"),
     ("study", "timeout"),
@@ -36,6 +37,7 @@ _FREE_KEYS = {
     ("study", "warm_start"),
     ("study", "outage_window"),
     ("training", "system_metrics"),
+    ("confirm",),
     ("final",),
 }
 
@@ -60,6 +62,11 @@ class OpenStudy:
 
     def counts(self) -> dict[str, int]:
         return keys.state_counts(self.study.get_trials(deepcopy=False))
+
+    def search_counts(self) -> dict[str, int]:
+        """The state counts of the search trials: those that count towards ``n_trials`` (final
+        runs and seed replicates do not)."""
+        return keys.state_counts(keys.search_trials(self.study.get_trials(deepcopy=False)))
 
     def update_parent(self) -> None:
         """State counts, best trial and trials table on the study's parent run."""

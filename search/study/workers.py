@@ -3,8 +3,9 @@ trial (run → tell → parent-run update).
 
 "Count the trials, then ask for one" runs under the study lock, so N workers on one storage
 finish exactly ``n_trials`` COMPLETE + PRUNED trials: failed or interrupted trials do not
-count and are replaced. Worker processes (``launch --workers N``): ``study.processes``; the final
-run: ``study.final``.
+count and are replaced; final runs and seed replicates do not count either. Once the search is
+done, with ``[confirm]``, the workers run the seed replicates of its leaders (``study.leaders``).
+Worker processes (``launch --workers N``): ``study.processes``; the final run: ``study.final``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from search.errors import StudyError
 from search.events import Log, TrialEvent, report
 from search.locations import mask
 from search.signals import ignore_signals
+from search.study.leaders import next_replicate
 from search.study.opening import OpenStudy, close_failed_runs, summarize
 from search.study.storage import heartbeat
 from search.tracking.names import RETRY_OF_TAG
@@ -117,13 +119,19 @@ class Worker:
         with opened.lock():
             if opened.heartbeat_interval:
                 optuna.storages.fail_stale_trials(opened.study)  # dead workers' trials: FAIL + retry
-            counts = opened.counts()
+            counts = opened.search_counts()
             done, running = keys.counted(counts), counts["running"]
             if done + running < self.target:
                 # ask() takes a WAITING trial (a retry or a grid point) first, else samples one
                 self.current = opened.study.ask()
                 keys.mark_worker(self.current)
                 return Next.RUN
+            if done >= self.target and opened.cfg.confirm is not None:  # the search is done: [confirm]
+                self.current, running = next_replicate(opened, self.log)
+                if self.current is not None:
+                    keys.mark_worker(self.current)
+                    return Next.RUN
+                return Next.WAIT if running else Next.STOP
         return Next.STOP if done >= self.target or running == 0 else Next.WAIT
 
     def _run_one(self, trial: optuna.Trial) -> TrialOutcome:

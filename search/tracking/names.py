@@ -44,6 +44,7 @@ TRIAL_NUMBER_TAG = "optuna.trial_number"
 TRIAL_STATE_TAG = "optuna.trial_state"  # RUNNING, then the Optuna state the trial ended in
 FAIL_REASON_TAG = "fail_reason"
 FINAL_TAG = "collatz_hpo.final"  # on a final run: the trial whose configuration it trains
+REPLICATE_TAG = "collatz_hpo.replicate_of"  # on a seed replicate ([confirm]): the trial it retrains
 RETRY_OF_TAG = "retry_of"  # on a trial run: the failed trial it retries
 SOURCE_RUN_TAG = "source_run_id"  # on an export run: the trial run whose checkpoint it exports
 CREATE_TOKEN_TAG = "collatz_hpo.create_token"  # a run's creation token (``ResilientClient.create_run``)

@@ -28,7 +28,7 @@ from search.signals import ignore_signals
 from search.spec.runconfig import RunConfig
 from search.spec.space import suggest
 from search.tracking.datasets import trial_inputs
-from search.tracking.names import FINAL_TAG, TEST_PREDICTIONS_ARTIFACT
+from search.tracking.names import FINAL_TAG, REPLICATE_TAG, TEST_PREDICTIONS_ARTIFACT
 from search.tracking.runs import CHECKPOINT_ARTIFACTS, fetch_init, flatten_test_metrics
 from search.tracking.system_metrics import system_metrics
 from search.trial.body import TrialEnv, TrialOutcome, interrupted_outcome
@@ -46,7 +46,7 @@ class Plan:
     params: dict[str, Any]
     run_cfg: RunConfig
     tags: dict[str, str]
-    callback: type[ReportingCallback]  # a search trial's prunes, a final run's does not
+    callback: type[ReportingCallback]  # a search trial's prunes; a replicate's, a final run's do not
 
 
 def run_trial(trial: optuna.Trial, env: TrialEnv, tags: Mapping[str, str] | None = None) -> TrialOutcome:
@@ -60,10 +60,13 @@ def run_trial(trial: optuna.Trial, env: TrialEnv, tags: Mapping[str, str] | None
 
 def _plan(trial: optuna.Trial, env: TrialEnv, tags: Mapping[str, str]) -> Plan:
     """Sample the trial's params (recorded on it) and read what it trains: a search trial, or the
-    final run its user attributes mark it as."""
+    seed replicate or final run its user attributes mark it as."""
     params = suggest(trial, env.cfg.search)
     keys.set_trial_params(trial, params)
     run_cfg = config_of(env.cfg, trial, params)
+    replicate = keys.replicate_of(trial)
+    if replicate is not None:  # a seed replicate ([confirm]): the search's budget, never pruned
+        return Plan(params, run_cfg, {**tags, REPLICATE_TAG: str(replicate)}, ReportingCallback)
     if keys.final_seconds(trial) is None:
         return Plan(params, run_cfg, dict(tags), PruningCallback)
     final_tags = {**tags, FINAL_TAG: str(trial.user_attrs.get(keys.FINAL_OF_ATTR))}
