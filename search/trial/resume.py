@@ -11,8 +11,9 @@ asks for. Optuna calls it for stale trials (``open_storage`` passes it to the st
 ``enqueue_retries`` calls it for the trials marked ``keys.RETRY_ATTR`` when a worker next asks
 for a trial (an interrupted launch leaves its FAIL trial alone until the study runs again).
 ``RetryFromCheckpoint`` hands Optuna the failed trial without what belongs to its attempt (worker,
-fail reason, cost: ``keys.ATTEMPT_ATTRS``) and with the pruner's intermediate values up to its
-uploaded checkpoint only: the retry reports each later step once, rungs compare the right steps.
+fail reason, cost: ``keys.ATTEMPT_ATTRS``), with the pruner's intermediate values: rungs compare
+the right steps, and the epochs the retry trains again after its checkpoint report steps Optuna
+already holds (it keeps the first value; training is deterministic, so they are the same).
 
 What the retry does (``resume``): it fetches the checkpoints its failed trial uploaded (``last.pt``,
 then ``best.pt`` as the fallback), copies the failed run's metrics up to the checkpoint's epoch into
@@ -58,14 +59,12 @@ class RetryFromCheckpoint(RetryHeartbeatStaleTrialCallback):
 
 def carried_over(trial: FrozenTrial) -> FrozenTrial:
     """``trial`` as its retry starts: without its attempt's user attrs, naming its first attempt
-    (whose seed the retry trains with), with its intermediate values up to the step of its
-    uploaded checkpoint (none without one)."""
+    (whose seed the retry trains with). Its intermediate values come along (all of them: the
+    retry goes on from a checkpoint at or before its last report, and Optuna keeps a step's
+    first value when a step is reported again)."""
     out = copy.deepcopy(trial)
     attrs = {k: v for k, v in trial.user_attrs.items() if k not in keys.ATTEMPT_ATTRS}
     out.user_attrs = {**attrs, keys.FIRST_ATTEMPT_ATTR: keys.first_attempt(trial)}
-    at = keys.checkpoint(trial)
-    last = at.step if at is not None else -1
-    out.intermediate_values = {s: v for s, v in trial.intermediate_values.items() if s <= last}
     return out
 
 
