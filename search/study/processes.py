@@ -81,7 +81,7 @@ def run_processes(
     progress = progress or StudyProgress.of(opened.study, cfg.study.n_trials, workers=workers)
     ctx = mp.get_context("spawn")
     stats, events = ctx.Queue(), ctx.Queue()
-    _common = {
+    common = {
         "study_file": cfg.to_dict(),
         "source": cfg.source,
         "locations": opened.locations,
@@ -92,7 +92,7 @@ def run_processes(
     procs = [
         ctx.Process(
             target=worker_main,
-            args=(WorkerArgs(**_common, index=i, stats=stats, events=events, device=devices[i]),),
+            args=(WorkerArgs(**common, index=i, stats=stats, events=events, device=devices[i]),),
             name=f"collatz-hpo-worker-{i}",
         )
         for i in range(workers)

@@ -20,7 +20,6 @@ from search.tracking.runs import Tracker
 __all__ = ["SYSTEM_PREFIX", "copy_history", "download_checkpoints"]
 
 SYSTEM_PREFIX = "system/"  # MLflow's system metrics: not copied
-_BATCH = 900  # MLflow caps a log_batch at 1000 metrics
 
 
 def download_checkpoints(
@@ -35,8 +34,7 @@ def download_checkpoints(
         except Exception as exc:  # not uploaded, or the store lost it: the next one, or the start
             missing.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
             continue
-        # download_artifacts keeps the artifact's folder: checkpoints/<name> below dst
-        target = dst / name
+        target = dst / name  # where it lands (moved there should a store keep the folder)
         Path(path).replace(target)
         got.append(target)
     return got, missing
@@ -53,6 +51,5 @@ def copy_history(tracker: Tracker, src: str, dst: str, last_step: int) -> int:
         for m in client.get_metric_history(src, key):
             if m.step <= last_step:
                 points.append(Metric(key, m.value, m.timestamp, m.step))
-    for i in range(0, len(points), _BATCH):
-        client.log_batch(dst, metrics=points[i : i + _BATCH])
+    tracker.log_points(dst, points)
     return len(points)
