@@ -16,6 +16,7 @@ test metrics; must be 0) and duplicated. Rows:
   corrupt-checkpoint: last.pt truncated, then resumed from
   kill-mid-checkpoint: a process SIGKILLed at random while writing checkpoints, then resumed from
   kill-worker: a worker SIGKILLed mid-trial (heartbeats: its trial is retried)
+  kill-worker-resume: a worker SIGKILLed at 2/3 of a trial: its retry resumes from the last upload
 
 Run (root; PostgreSQL on 127.0.0.1:5432 with trust auth, restarted by one row):
   .venv/bin/python benchmarks/fault_matrix.py [--only ROW ...] [--outage 60] [--pg-down 20]
@@ -478,6 +479,60 @@ def kill_worker(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["done"] = "worker 1 of 2 SIGKILLed mid-trial (heartbeat 2 s, grace 8 s)"
     result["study"] = f"workers exit {codes}; {result['failed']} FAIL {result['fail_reasons']}; {retried}"
     return result
+
+
+@row("kill-worker-resume")
+def kill_worker_resume(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """SIGKILL one of two workers after epoch 6 of a 9-epoch trial (checkpoint_every: the default,
+    bounded by the upload cost); its retry resumes from the latest checkpoint it uploaded."""
+    with shared_services(work) as (storage, mlflow_db, server):
+        text = study_text("resumed", 4, epochs=9, extra=HEARTBEAT)
+        procs = start_workers(work, text, 2, storage, server.url)
+        wait_until(lambda: bool(_lines(work / "w1.log", "epoch 6/9")) and procs[1].poll() is None, 300, "2/3")
+        os.killpg(procs[1].pid, signal.SIGKILL)
+        codes = wait_all(procs, 600)
+        result = verify(storage, mlflow_db, "resumed", 4)
+        lost = _lost_compute(storage, server.url, "resumed")
+    result["done"] = "worker 1 of 2 SIGKILLed after epoch 6 of 9 (heartbeat 2 s, grace 8 s)"
+    result["study"] = (
+        f"workers exit {codes}; {result['failed']} FAIL {result['fail_reasons']}; {lost}; "
+        + "; ".join(tail(work, "resumes trial"))
+    )
+    return result
+
+
+def _lines(log: Path, pattern: str) -> list[str]:
+    return [line for line in log.read_text().splitlines() if pattern in line] if log.exists() else []
+
+
+def _lost_compute(storage: str, tracking: str, name: str) -> str:
+    """Training + validation seconds of the killed trial's run (lost without a resume) and of its
+    epochs after the checkpoint its retry resumed from (lost with it); the uploads' share of the
+    completed trials' time."""
+    from mlflow.tracking import MlflowClient
+
+    from search import keys
+
+    client, trials = MlflowClient(tracking), _study(storage, name).get_trials(deepcopy=False)
+    retries = [t for t in trials if keys.resumed(t) is not None]
+    if not retries:
+        return "no trial resumed"
+    resumed = keys.resumed(retries[0])
+    assert resumed is not None
+    per_epoch: dict[int, float] = collections.defaultdict(float)
+    for key in ("epoch_time", "val_time"):
+        for m in client.get_metric_history(resumed.run_id, key):
+            per_epoch[m.step] += m.value
+    before = sum(per_epoch.values())
+    after = sum(v for step, v in per_epoch.items() if step > resumed.epoch)
+    done = [t for t in trials if t.state.name == "COMPLETE" and keys.checkpoint(t) is not None]
+    uploads = sum(keys.checkpoint(t).upload_seconds for t in done)  # type: ignore[union-attr]
+    spent = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done)
+    return (
+        f"compute lost: {before:.1f} s ({max(per_epoch)} epochs) without resuming, {after:.1f} s "
+        f"({max(per_epoch) - resumed.epoch} epochs) with it (resumed after epoch {resumed.epoch}); "
+        f"checkpoint uploads {uploads / spent * 100:.2f} % of trial time"
+    )
 
 
 def main() -> None:

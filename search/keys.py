@@ -7,9 +7,11 @@ key is renamed in one place. The MLflow tags, params and metrics collatz-hpo wri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -52,6 +54,23 @@ FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
 FINAL_INIT_ATTR = "final_init_from"  # the checkpoint a final run starts from ([final] init)
 REPLICATE_OF_ATTR = "replicate_of"  # a seed replicate ([confirm]): the search trial it retrains
 REPLICATE_INDEX_ATTR = "replicate_index"  # which replicate of that trial it is: 1..seeds
+# the trial's latest checkpoint in the artifact store (``CheckpointAt``): where a retry resumes
+CHECKPOINT_ATTR = "checkpoint"
+RESUMED_ATTR = "resumed_from"  # a retried trial: what it took over from its checkpoint (``Resumed``)
+RETRY_ATTR = "retry"  # True: stopped through no fault of its own (interrupt, dead worker): retried
+FIRST_ATTEMPT_ATTR = "first_attempt"  # a retry: the trial it retries first ran as (its seed)
+
+#: What one attempt of a trial recorded: a retry of it starts without them (``RETRY_ATTR`` too).
+ATTEMPT_ATTRS = (
+    WORKER_ATTR,
+    FAIL_REASON_ATTR,
+    STOP_REASON_ATTR,
+    TEST_EXACT_MATCH_ATTR,
+    COMPUTE_SECONDS_ATTR,
+    TRAIN_STEPS_ATTR,
+    RESUMED_ATTR,
+    RETRY_ATTR,
+)
 
 #: The states of search trials (``is_search``) that count towards ``n_trials``: failed or
 #: interrupted ones are replaced; final runs and seed replicates never count.
@@ -214,9 +233,70 @@ def record_result(trial: optuna.Trial, test_exact_match: float | None, stop_reas
 
 
 def record_cost(trial: optuna.Trial, seconds: float, steps: int) -> None:
-    """Where a trial's time went (read by ``benchmarks/bench_study.py`` and the trials table)."""
+    """Where a trial's time went (read by ``benchmarks/bench_study.py`` and the trials table): what
+    this trial computed itself, so a sum over trials counts each second once (what a retried trial
+    took over from its checkpoint is in ``resumed``)."""
     trial.set_user_attr(COMPUTE_SECONDS_ATTR, round(seconds, 3))
     trial.set_user_attr(TRAIN_STEPS_ATTR, steps)
+
+
+def first_attempt(trial: FrozenTrial | optuna.Trial) -> int:
+    """The number of the trial's first attempt: its own, or the one a retry retries."""
+    return int(trial.user_attrs.get(FIRST_ATTEMPT_ATTR, trial.number))
+
+
+def mark_for_retry(trial: optuna.Trial) -> None:
+    """Ask for a retry of the trial once it is FAIL: it was stopped, it did not fail."""
+    trial.set_user_attr(RETRY_ATTR, True)
+
+
+def wants_retry(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(RETRY_ATTR))
+
+
+@dataclass(frozen=True)
+class CheckpointAt:
+    """A checkpoint in the artifact store: trial ``trial``'s run ``run_id``, its ``checkpoints/``,
+    written after ``epoch`` (pruner step ``step``, ``compute_seconds`` of training in it);
+    ``upload_seconds``: what that trial's uploads took so far."""
+
+    trial: int
+    run_id: str
+    epoch: int
+    step: int
+    compute_seconds: float
+    upload_seconds: float = 0.0
+
+
+def checkpoint(trial: FrozenTrial | optuna.Trial) -> CheckpointAt | None:
+    """The trial's latest uploaded checkpoint (a retry's: its failed trial's, until it uploads one)."""
+    saved = trial.user_attrs.get(CHECKPOINT_ATTR)
+    return CheckpointAt(**saved) if saved else None
+
+
+def set_checkpoint(trial: optuna.Trial, at: CheckpointAt) -> None:
+    trial.set_user_attr(CHECKPOINT_ATTR, dataclasses.asdict(at))
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a retried trial took over: trial ``trial``'s checkpoint in run ``run_id`` after ``epoch``,
+    with ``compute_seconds`` and ``train_steps`` of training that this trial did not do again."""
+
+    trial: int
+    run_id: str
+    epoch: int
+    compute_seconds: float
+    train_steps: int
+
+
+def resumed(trial: FrozenTrial) -> Resumed | None:
+    saved = trial.user_attrs.get(RESUMED_ATTR)
+    return Resumed(**saved) if saved else None
+
+
+def set_resumed(trial: optuna.Trial, what: Resumed) -> None:
+    trial.set_user_attr(RESUMED_ATTR, dataclasses.asdict(what))
 
 
 def final_seconds(trial: FrozenTrial) -> float | None:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["int_expr", "non_negative_float", "or_none", "positive_float", "positive_int"]
+__all__ = ["index_list", "int_expr", "non_negative_float", "or_none", "positive_float", "positive_int"]
 
 
 def int_expr(text: str) -> int:
@@ -24,6 +24,17 @@ def int_expr(text: str) -> int:
         return int(t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def index_list(text: str) -> list[int]:
+    """Comma-separated indices from 0: ``0,2``."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected indices such as 0,2; got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"indices are >= 0, got {text!r}")
+    return values
 
 
 def positive_int(text: str) -> int:

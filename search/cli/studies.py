@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search.cli.args import positive_float, positive_int
+from search.cli.args import index_list, positive_float, positive_int
 from search.cli.common import (
     add_store_flags,
     check_reachable,
@@ -39,6 +39,16 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-trials", type=positive_int, help="total trials (COMPLETE + PRUNED) to reach")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
     p.add_argument("--workers", type=positive_int, default=1, help="local worker processes")
+    p.add_argument(
+        "--devices",
+        type=index_list,
+        metavar="I,J",
+        help="GPUs for the workers, round robin (torch's indices; default: every visible GPU; "
+        "worker i sees only its own through CUDA_VISIBLE_DEVICES)",
+    )
+    p.add_argument(
+        "--share-devices", action="store_true", help="allow more workers than GPUs (several per GPU)"
+    )
     p.add_argument("--seed", type=int, help="sampler seed (worker i uses seed + i)")
     p.add_argument(
         "--warm-start-from",
@@ -56,6 +66,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     cfg = load_config(
         args.study_file, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed, warm_start=warm
     )
+    devices = _devices(args, cfg.training.device)  # before anything is written
     locations = locations_of(args)
     check_reachable(locations, args)
     from search.signals import stop_on_sigterm
@@ -63,7 +74,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from search.study.progress import is_terminal
 
     stop_on_sigterm()  # SIGTERM stops like Ctrl-C
-    result = launch(cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal())
+    result = launch(
+        cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal(), devices=devices
+    )
     c = result.counts
     best = (
         f"; best {result.best_value:.4f} (trial {result.best_trial})" if result.best_trial is not None else ""
@@ -75,6 +88,14 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if result.interrupted:
         print("interrupted: run the same command to resume", file=sys.stderr)
     return result.exit_code
+
+
+def _devices(args: argparse.Namespace, training_device: str) -> list[str | None]:
+    """Each worker's CUDA_VISIBLE_DEVICES (None: the CPU, or as inherited)."""
+    from search.study.devices import assign_devices, cuda_visible_value, visible_gpus
+
+    gpus = assign_devices(args.workers, visible_gpus(training_device), args.devices, args.share_devices)
+    return [None if g is None else cuda_visible_value(g) for g in gpus]
 
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:

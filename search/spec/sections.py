@@ -6,7 +6,8 @@
     [study.pruner]     type, n_startup_trials, n_warmup_steps, min_resource, reduction_factor
     [study.warm_start] study, top_k
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
-    [training]         epochs, samples_per_epoch, batch sizes, optimizer, scheduler, device, ...
+    [training]         epochs, samples_per_epoch, batch sizes, optimizer, scheduler, device,
+                       checkpoint_every, ...
     [search]           base, d_model, nhead, num_layers, lr, dropout, batch_size, ... (search.spec.params)
     [confirm]          top_k, seeds
     [final]            seconds or end_at, threads, epochs, init
@@ -43,6 +44,7 @@ __all__ = [
     "MINIMIZED_METRICS",
     "ConfirmSection",
     "DataSection",
+    "CheckpointEvery",
     "FinalSection",
     "Metric",
     "PrunerConfig",
@@ -54,6 +56,7 @@ __all__ = [
     "direction_of",
 ]
 
+MAX_UPLOAD_SHARE = 0.02  # default checkpoint_every: uploads take at most this share of trial time
 MAX_RANGE = 2**62  # core.data draws indices in int64 arithmetic below this bound
 
 
@@ -235,6 +238,22 @@ class DataSection(Section):
         return self
 
 
+class CheckpointEvery(Section):
+    """``[training] checkpoint_every``: how often a running trial uploads its latest checkpoint to
+    its MLflow run, where a retried trial resumes from: ``{ epochs = N }``, ``{ minutes = M }``, or
+    (neither, the default) cost-bounded: after an upload that took u seconds, the next waits until
+    the trial has run 49 u more, so uploads take at most ``MAX_UPLOAD_SHARE`` of trial time."""
+
+    epochs: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> CheckpointEvery:
+        if self.epochs is not None and self.minutes is not None:
+            raise KeyedError("give one of epochs or minutes (neither: bounded by the upload cost)")
+        return self
+
+
 def _searchable(name: str) -> Any:
     """A ``[training]`` key used unless ``[search]`` sets it: ``RunConfig``'s default, the bounds
     of the ``[search]`` parameter (``PARAMETERS``)."""
@@ -269,6 +288,8 @@ class TrainingSection(Section):
     # seconds between samples of CPU, memory and (CUDA) GPU use, logged to each trial's MLflow run
     # as system/* metrics by MLflow's monitor (search.tracking.system_metrics); 0 turns them off
     system_metrics: float = Field(5.0, ge=0)
+    # how often a running trial uploads its checkpoint for a retry to resume from (CheckpointEvery)
+    checkpoint_every: CheckpointEvery = CheckpointEvery()
 
 
 class SearchSpace(Section):

@@ -9,6 +9,7 @@ import hashlib
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from search.errors import StudyError
 from search.events import Log
 from search.locations import Locations
 from search.spec.study_file import StudyConfig
+from search.study.devices import use_device
 from search.study.final import run_final
 from search.study.leaders import confirm_summary
 from search.study.opening import OpenStudy, open_study, recover
@@ -48,13 +50,16 @@ def launch(
     log: Log = print,
     verbose: bool = False,
     live: bool = False,
+    devices: Sequence[str | None] | None = None,
 ) -> LaunchResult:
     """Create or resume the study and run ``workers`` processes until it holds ``n_trials``.
 
     Progress goes to ``log`` as one line per trial event (``verbose``: per epoch too), or, with
-    ``live``, to a live terminal display (``search.study.progress``).
+    ``live``, to a live terminal display (``search.study.progress``). ``devices``: worker i's
+    ``CUDA_VISIBLE_DEVICES`` (``study.devices``; this process takes the first).
     """
     started = time.time()
+    _use_devices(devices, log)
     opened = _open(cfg, locations, workers, log)
     deadline = _deadline(cfg)
     interrupted, failed_workers = False, 0
@@ -74,7 +79,7 @@ def launch(
             if workers == 1:
                 stats.append(worker.run())
             else:
-                stats, failed_workers = run_processes(opened, workers, deadline, progress)
+                stats, failed_workers = run_processes(opened, workers, deadline, progress, devices)
             _reload(opened)
             for line in confirm_summary(opened.study):  # the seed replicates' means, if any
                 progress(line)
@@ -90,6 +95,14 @@ def launch(
     opened.update_parent()
     opened.finish_parent("KILLED" if interrupted else ("FAILED" if failed_workers else "FINISHED"))
     return _result(opened, stats, interrupted, 130 if interrupted else (1 if failed_workers else 0))
+
+
+def _use_devices(devices: Sequence[str | None] | None, log: Log) -> None:
+    """This process takes the first worker's GPU (it runs that worker, or the final run)."""
+    if devices and devices[0] is not None:
+        use_device(devices[0])
+        shown = ", ".join(f"[w{i}] {d}" for i, d in enumerate(devices))
+        log(f"GPU of each worker (CUDA_VISIBLE_DEVICES): {shown}")
 
 
 def _open(cfg: StudyConfig, locations: Locations, workers: int, log: Log) -> OpenStudy:

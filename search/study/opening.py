@@ -38,6 +38,7 @@ _FREE_KEYS = {
     ("study", "outage_window"),
     ("training", "system_metrics"),
     ("confirm",),
+    ("training", "checkpoint_every"),
     ("final",),
 }
 
@@ -215,7 +216,8 @@ def load_existing_study(name: str, locations: Locations) -> optuna.Study:
 
 
 def recover(opened: OpenStudy, log: Log) -> int:
-    """Close what dead workers left RUNNING: their trials become FAIL, their MLflow runs FAILED.
+    """Close what dead workers left RUNNING: their trials become FAIL (marked for a retry, which
+    the next worker to ask for a trial enqueues), their MLflow runs FAILED.
 
     A RUNNING trial is a dead worker's when it ran on this host under a pid that is gone;
     with heartbeats (server databases) Optuna also fails trials whose heartbeat went stale.
@@ -227,6 +229,7 @@ def recover(opened: OpenStudy, log: Log) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if keys.dead_worker(trial):
             storage.set_trial_user_attr(trial._trial_id, keys.FAIL_REASON_ATTR, "worker died")
+            storage.set_trial_user_attr(trial._trial_id, keys.RETRY_ATTR, True)  # a worker retries it
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             failed += 1
     closed = close_failed_runs(opened)

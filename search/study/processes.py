@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from search.errors import StudyError
 from search.locations import Locations
 from search.signals import ignore_signals, interrupt_when_parent_dies
 from search.spec.study_file import parse_study
+from search.study.devices import use_device
 from search.study.opening import OpenStudy, open_study
 from search.study.progress import QueueLog, StudyProgress, relay
 from search.study.workers import Worker, WorkerStats
@@ -42,10 +44,12 @@ class WorkerArgs:
     parent: int  # the launching process's pid: the worker stops when it dies
     stats: Any  # a multiprocessing queue: the worker's WorkerStats, as a dict
     events: Any  # a multiprocessing queue: its lines and trial events (``QueueLog``)
+    device: str | None = None  # its CUDA_VISIBLE_DEVICES (``study.devices``); None: as inherited
 
 
 def worker_main(args: WorkerArgs) -> None:
     """Entry point of a spawned worker process: run one worker, exit 130 when interrupted."""
+    use_device(args.device)  # before anything initialises CUDA in this process
     interrupt_when_parent_dies(args.parent)
     cfg = parse_study(args.study_file, args.source)
     log = QueueLog(args.events, args.index)
@@ -60,9 +64,14 @@ def worker_main(args: WorkerArgs) -> None:
 
 
 def run_processes(
-    opened: OpenStudy, workers: int, deadline: float | None, progress: StudyProgress | None = None
+    opened: OpenStudy,
+    workers: int,
+    deadline: float | None,
+    progress: StudyProgress | None = None,
+    devices: Sequence[str | None] | None = None,
 ) -> tuple[list[WorkerStats], int]:
     """Run ``workers`` spawned worker processes to their end: (their stats, how many failed).
+    Worker i sees only the GPU ``devices[i]`` (its ``CUDA_VISIBLE_DEVICES``; None: as this process).
 
     What they log reaches ``progress`` (default: plain lines on stdout) through a queue.
     Ctrl-C reaches the whole process group; a SIGINT or SIGTERM sent to this process alone is
@@ -72,14 +81,18 @@ def run_processes(
     progress = progress or StudyProgress.of(opened.study, cfg.study.n_trials, workers=workers)
     ctx = mp.get_context("spawn")
     stats, events = ctx.Queue(), ctx.Queue()
+    common = {
+        "study_file": cfg.to_dict(),
+        "source": cfg.source,
+        "locations": opened.locations,
+        "deadline": deadline,
+        "parent": os.getpid(),
+    }
+    devices = devices or [None] * workers
     procs = [
         ctx.Process(
             target=worker_main,
-            args=(
-                WorkerArgs(
-                    cfg.to_dict(), cfg.source, opened.locations, i, deadline, os.getpid(), stats, events
-                ),
-            ),
+            args=(WorkerArgs(**common, index=i, stats=stats, events=events, device=devices[i]),),
             name=f"collatz-hpo-worker-{i}",
         )
         for i in range(workers)

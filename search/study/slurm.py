@@ -90,7 +90,8 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 
     def checkpoint(self, task: int) -> submitit.helpers.DelayedSubmission:
         """Preempted or at the time limit (USR2): the same worker, requeued; it joins the study again.
-        The trial it was running is recorded as interrupted and does not count towards n_trials."""
+        The trial it was running is recorded as interrupted; a worker retries it from its last
+        uploaded checkpoint (``search.trial.resume``)."""
         fresh = SlurmWorker(self.config, self.locations, self.workers)
         return submitit.helpers.DelayedSubmission(fresh, task)
 

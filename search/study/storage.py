@@ -175,7 +175,8 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> ResilientStorage:
 
     With ``heartbeat_interval`` set, a trial whose worker stops beating for ``grace_period``
     seconds is failed by the next worker and retried with the same params (up to
-    ``max_retries`` times) by Optuna's ``RetryHeartbeatStaleTrialCallback``.
+    ``max_retries`` times) by Optuna's ``RetryHeartbeatStaleTrialCallback``, from its latest
+    uploaded checkpoint (``search.trial.resume.RetryFromCheckpoint``).
     """
     if url.startswith("sqlite:"):
         # Several worker processes share one file: wait for locks instead of failing.
@@ -186,11 +187,11 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> ResilientStorage:
         # keeps one open between calls: dozens of workers fit PostgreSQL's max_connections.
         kwargs = {"engine_kwargs": {"pool_pre_ping": True, "pool_recycle": 300, **POOL}}
     if cfg is not None and cfg.study.heartbeat_interval:
+        from search.trial.resume import RetryFromCheckpoint  # where trials run: torch is loaded anyway
+
         kwargs["heartbeat_interval"] = cfg.study.heartbeat_interval
         kwargs["grace_period"] = cfg.study.grace_period or 2 * cfg.study.heartbeat_interval
-        kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=cfg.study.max_retries
-        )
+        kwargs["heartbeat_stale_trial_callback"] = RetryFromCheckpoint(cfg.study.max_retries)
     try:
         # Workers starting together on a fresh database would race to create Optuna's tables.
         with study_lock(url, "collatz-hpo-schema"):

@@ -30,6 +30,7 @@ from search.study.storage import heartbeat
 from search.tracking.names import RETRY_OF_TAG
 from search.trial.body import INTERRUPTED, DataCache, TrialBody, TrialEnv, TrialOutcome, interrupted_outcome
 from search.trial.lifecycle import run_trial
+from search.trial.resume import enqueue_retries
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -58,6 +59,8 @@ class Worker:
 
     An interrupt (Ctrl-C, SIGTERM) ends the worker's asked trial FAIL ("interrupted"), its MLflow
     run FAILED, then goes on as KeyboardInterrupt; ``StudyError`` after too many failed trials.
+    Interrupted trials and those of dead workers are retried, from their latest uploaded
+    checkpoint, before any new trial is sampled (``search.trial.resume``).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class Worker:
             counts = opened.search_counts()
             done, running = keys.counted(counts), counts["running"]
             if done + running < self.target:
+                enqueue_retries(opened.study, opened.cfg.study.max_retries)  # interrupted, dead locally
                 # ask() takes a WAITING trial (a retry or a grid point) first, else samples one
                 self.current = opened.study.ask()
                 keys.mark_worker(self.current)
@@ -163,6 +167,8 @@ class Worker:
         """Record how the trial ended in Optuna: its fail reason, then its state."""
         if outcome.state == TrialState.FAIL and outcome.reason:
             keys.set_fail_reason(trial, mask(outcome.reason))
+        if outcome.interrupted:  # it did not fail: it is retried when the study runs again
+            keys.mark_for_retry(trial)
         if outcome.state == TrialState.COMPLETE:
             self.opened.study.tell(trial, outcome.value)
         else:

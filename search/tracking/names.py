@@ -46,6 +46,10 @@ FAIL_REASON_TAG = "fail_reason"
 FINAL_TAG = "collatz_hpo.final"  # on a final run: the trial whose configuration it trains
 REPLICATE_TAG = "collatz_hpo.replicate_of"  # on a seed replicate ([confirm]): the trial it retrains
 RETRY_OF_TAG = "retry_of"  # on a trial run: the failed trial it retries
+RESUMED_FROM_TAG = "resumed_from_run"  # on a retried trial's run: the run whose checkpoint it resumed
+RESUMED_EPOCH_TAG = "resumed_at_epoch"  # ... after that epoch (its metrics up to it copied over)
+DEVICE_TAG = "device"  # on a trial run: the torch device it trained on (cpu, cuda:0)
+CUDA_VISIBLE_TAG = "cuda_visible_devices"  # ... and its worker's CUDA_VISIBLE_DEVICES, when set
 SOURCE_RUN_TAG = "source_run_id"  # on an export run: the trial run whose checkpoint it exports
 CREATE_TOKEN_TAG = "collatz_hpo.create_token"  # a run's creation token (``ResilientClient.create_run``)
 

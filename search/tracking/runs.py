@@ -149,9 +149,12 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
         """Finite numbers only (NaN and non-numbers are skipped), in batches MLflow accepts."""
         now = _now()
-        items = [Metric(k, v, now, step) for k, v in _finite(metrics).items()]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(run_id, metrics=items[i : i + _BATCH])
+        self.log_points(run_id, [Metric(k, v, now, step) for k, v in _finite(metrics).items()])
+
+    def log_points(self, run_id: str, points: Sequence[Metric]) -> None:
+        """Metric points as they are (their own timestamps and steps), in batches MLflow accepts."""
+        for i in range(0, len(points), _BATCH):
+            self.client.log_batch(run_id, metrics=list(points[i : i + _BATCH]))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, mask(str(v))[:5000]) for k, v in tags.items()])

@@ -7,6 +7,7 @@ The trainer knows nothing of Optuna or MLflow: these callbacks are its only link
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import optuna
@@ -53,20 +54,31 @@ class ReportingCallback(Callback):
         self.signal = cfg.study.prune_on or cfg.study.metric
         self.sign = reported_sign(self.signal, keys.maximized(env.study))
         self.by_samples = cfg.study.pruner.unit == "samples"
-        self.compute_seconds = 0.0  # inside training and validation, for the overhead benchmark
+        # what this trial computed itself (a resumed one: since its checkpoint), for the cost records
+        self.compute_seconds = 0.0  # inside training and validation
         self.train_steps = 0
+        self.first_step = 0  # the trainer's step when training (or resuming) began
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.first_step = trainer.global_step
+
+    def step_of(self, trainer: Trainer, epoch: int) -> int:
+        """The pruner's step at the end of ``epoch``: the epoch, or the samples seen by then."""
+        return trainer.samples_seen if self.by_samples else epoch
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self.compute_seconds += metrics.get("epoch_time", 0.0) + metrics.get("val_time", 0.0)
-        self.train_steps = trainer.global_step
+        self.train_steps = trainer.global_step - self.first_step
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         if trainer.last_val_correct is not None:
             rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)
             logged.update(class_metrics(VAL_EXACT_MATCH, rates))
         self.tracker.log_metrics(self.run_id, logged, step=epoch)
         value = metrics[self.metric]
-        step = trainer.samples_seen if self.by_samples else epoch
-        self.trial.report(self.sign * metrics[self.signal], step)
+        with warnings.catch_warnings():
+            # a retry resumed from an earlier checkpoint than its values say: Optuna keeps the first
+            warnings.filterwarnings("ignore", message="The reported value is ignored")
+            self.trial.report(self.sign * metrics[self.signal], self.step_of(trainer, epoch))
         text = (
             f"trial {self.trial.number} epoch {epoch}/{self.epochs} {self.metric} {value:.4f} "
             f"({metrics.get('samples_per_sec', 0):,.0f} samples/s)"

@@ -80,10 +80,12 @@ def final_run_config(
 
 def config_of(cfg: StudyConfig, trial: FrozenTrial | optuna.Trial, params: dict[str, Any]) -> RunConfig:
     """The RunConfig ``trial`` trains with ``params``: a final run's when it is marked as one."""
+    # a retry trains as the trial it retries (its seed: the same batches, the same run)
+    number = keys.first_attempt(trial)
     seconds = keys.final_seconds(trial)
     if seconds is None:
-        return run_config_for(cfg, params, trial.number)
-    return final_run_config(cfg, params, trial.number, seconds, keys.final_init_from(trial))
+        return run_config_for(cfg, params, number)
+    return final_run_config(cfg, params, number, seconds, keys.final_init_from(trial))
 
 
 def trial_run_config(study: optuna.Study, number: int | None = None) -> RunConfig:

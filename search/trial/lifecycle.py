@@ -10,6 +10,7 @@ import contextlib
 import csv
 import dataclasses
 import math
+import os
 import tempfile
 import traceback
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from core import CollatzDataset, MultiBaseEncoder
@@ -28,13 +30,22 @@ from search.signals import ignore_signals
 from search.spec.runconfig import RunConfig
 from search.spec.space import suggest
 from search.tracking.datasets import trial_inputs
-from search.tracking.names import FINAL_TAG, REPLICATE_TAG, TEST_PREDICTIONS_ARTIFACT
+from search.tracking.names import (
+    CUDA_VISIBLE_TAG,
+    DEVICE_TAG,
+    FINAL_TAG,
+    REPLICATE_TAG,
+    RETRY_OF_TAG,
+    TEST_PREDICTIONS_ARTIFACT,
+)
 from search.tracking.runs import CHECKPOINT_ARTIFACTS, fetch_init, flatten_test_metrics
 from search.tracking.system_metrics import system_metrics
 from search.trial.body import TrialEnv, TrialOutcome, interrupted_outcome
 from search.trial.callback import PruningCallback, ReportingCallback
+from search.trial.checkpoints import CheckpointUploads
 from search.trial.config import config_of
-from search.trial.training import Splits, build_data, execute
+from search.trial.resume import resume
+from search.trial.training import Splits, build_data, execute, resolve_device
 
 __all__ = ["run_trial"]
 
@@ -95,6 +106,7 @@ class TrialRun:
         self.trial, self.env, self.plan, self.tmp, self.stack = trial, env, plan, tmp, stack
         self.run_id: str | None = None  # set once the MLflow run is started
         self.callback: ReportingCallback | None = None
+        self.uploads: CheckpointUploads | None = None
         self.checkpoints = tmp / "checkpoints"
 
     def start(self) -> str:
@@ -108,9 +120,8 @@ class TrialRun:
         }
         mlflow_params = {**plan.run_cfg.to_dict(), "trial_number": trial.number}
         parent = keys.parent_run_id(env.study)
-        self.run_id = run_id = env.tracker.start_trial_run(
-            trial.number, parent, mlflow_params, config, plan.tags
-        )
+        tags = {**plan.tags, **device_tags(plan.run_cfg)}
+        self.run_id = run_id = env.tracker.start_trial_run(trial.number, parent, mlflow_params, config, tags)
         keys.set_run_id(trial, run_id)
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in plan.params.items())
         report(env.log, TrialEvent("start", trial.number, f"trial {trial.number} started: {shown}", shown))
@@ -119,14 +130,18 @@ class TrialRun:
         return run_id
 
     def train(self) -> TrialOutcome:
-        """Start the run, train, log the test metrics and predictions: a COMPLETE outcome."""
+        """Start the run, train (a retry: on from its failed trial's checkpoint), log the test
+        metrics and predictions: a COMPLETE outcome."""
         run_id = self.start()
         trial, env, run_cfg, tracker = self.trial, self.env, self.plan.run_cfg, self.env.tracker
         tracker.log_inputs(run_id, trial_inputs(run_cfg))
         data = _splits(env, run_cfg)
         self.callback = cb = self.plan.callback(trial, env, run_id, data.val, run_cfg.epochs)
+        self.uploads = CheckpointUploads(trial, env, run_id, self.checkpoints, run_cfg.epochs, cb.step_of)
+        resume_from = resume(trial, env, run_id, self.checkpoints, self.plan.tags.get(RETRY_OF_TAG))
         local_cfg = fetch_init(run_cfg, tracker.client, self.tmp / "init")
-        result = execute(local_cfg, self.checkpoints, callbacks=[cb], log=None, data=data)
+        callbacks = [cb, self.uploads]
+        result = execute(local_cfg, self.checkpoints, callbacks, log=None, data=data, resume_from=resume_from)
         cb.compute_seconds += result.eval_seconds
         value = _best(result.history[env.cfg.study.metric], keys.maximized(env.study))
         test = flatten_test_metrics(result.test)
@@ -161,6 +176,8 @@ class TrialRun:
                 self.callback.train_steps,
             )
         if outcome.interrupted:
+            with contextlib.suppress(Exception):  # what it computed: counted once, not again by a retry
+                keys.record_cost(self.trial, outcome.compute_seconds, outcome.train_steps)
             with contextlib.suppress(Exception), self.env.tracker.client.impatient():
                 outcome = self.close(outcome)
             return outcome
@@ -175,6 +192,8 @@ class TrialRun:
         try:
             if tracker.client.reachable and self.checkpoints.is_dir():
                 tracker.log_artifacts(run_id, sorted(self.checkpoints.glob("*.pt")), CHECKPOINT_ARTIFACTS)
+                if out.state == TrialState.FAIL and self.uploads is not None:
+                    self.uploads.record()  # where a retry resumes (if it is retried)
         except Exception as exc:
             out = _failed(out, f"checkpoint upload failed: {type(exc).__name__}: {exc}")
         try:
@@ -186,6 +205,22 @@ class TrialRun:
         except Exception as exc:
             out = _failed(out, f"MLflow run not closed: {type(exc).__name__}: {exc}")
         return out
+
+
+def device_tags(run_cfg: RunConfig) -> dict[str, str]:
+    """The device a trial trains on, and its worker's CUDA_VISIBLE_DEVICES (``launch --devices``)."""
+    try:
+        device = resolve_device(run_cfg.device)
+    except RuntimeError:  # cuda asked for, none visible: training says so
+        device = torch.device(run_cfg.device)
+    shown = str(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = torch.cuda.current_device() if device.index is None else device.index
+        shown = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    tags = {DEVICE_TAG: shown}
+    if (visible := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
+        tags[CUDA_VISIBLE_TAG] = visible
+    return tags
 
 
 def _splits(env: TrialEnv, run_cfg: RunConfig) -> Splits:

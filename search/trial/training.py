@@ -42,6 +42,7 @@ __all__ = [
     "build_test_set",
     "evaluate_test",
     "execute",
+    "resolve_device",
 ]
 
 
@@ -200,8 +201,10 @@ def execute(
     log: Callable[[str], None] | None = print,
     log_interval: int = 10**9,
     data: Splits | None = None,
+    resume_from: str | Path | None = None,
 ) -> RunResult:
-    """Train one model as ``cfg`` says and evaluate its best checkpoint on the test set."""
+    """Train one model as ``cfg`` says and evaluate its best checkpoint on the test set; with
+    ``resume_from`` (a checkpoint of this very run, or a folder of them), go on from it."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -221,7 +224,7 @@ def execute(
         **_trainer_options(cfg, device, checkpoint_dir, cbs, log, log_interval),
     )
     start = time.perf_counter()
-    history = _fit(cfg, trainer, optimizer, scheduler)
+    history = _fit(cfg, trainer, optimizer, scheduler, resume_from)
     train_seconds = time.perf_counter() - start
     best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
     if best is not None and best.is_file():
@@ -243,7 +246,11 @@ def execute(
 
 
 def _fit(
-    cfg: RunConfig, trainer: Trainer, optimizer: torch.optim.Optimizer, scheduler: Any
+    cfg: RunConfig,
+    trainer: Trainer,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    resume_from: str | Path | None = None,
 ) -> dict[str, list[float]]:
     """``trainer.train`` for ``cfg``'s epochs, keeping the best checkpoint, with its early stopping."""
     return trainer.train(
@@ -252,6 +259,7 @@ def _fit(
         lr_scheduler=scheduler,
         save_best=True,
         early_stopping_patience=cfg.early_stopping_patience,
+        resume_from=resume_from,
         monitor=cfg.monitor,
         mode=cfg.monitor_mode,
     )

@@ -18,18 +18,23 @@ import pytest
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 optuna = pytest.importorskip("optuna")
-import pg_helpers  # noqa: E402
-import server_helpers  # noqa: E402
+import dist_helpers  # noqa: E402
+from dist_helpers import start_workers, tracked_runs, wait_for, worker_env  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from pg_helpers import PG_ADMIN, SECRET  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-pg_url = pg_helpers.pg_url
-mlflow_server = server_helpers.mlflow_server
+# the fixtures: a fresh PostgreSQL database per test, one `mlflow server` per module
+pg_url = dist_helpers.pg_url
+mlflow_server = dist_helpers.mlflow_server
+
+# Heartbeats every 2 s; a trial silent for 20 s is a dead worker's. A loaded 2-core CI machine
+# (three workers and another test process) keeps beating within that: only dead workers' trials
+# are retried. (With a 4 s grace a live worker's trial was once failed and retried there.)
+HEARTBEATS = "heartbeat_interval = 2\ngrace_period = 20\nmax_retries = 2"
 
 
 def dist_study(hpo: Any, n_trials: int, epochs: int) -> str:
-    """The study every test here runs: heartbeats every second, dead trials retried twice."""
+    """The study every test here runs: ``HEARTBEATS``, dead trials retried twice."""
     return hpo.study_toml(
         "dist",
         n_trials=n_trials,
@@ -40,71 +45,18 @@ def dist_study(hpo: Any, n_trials: int, epochs: int) -> str:
         nhead="{ choices = [2, 4] }",
         num_layers="1",
         lr="{ low = 1e-3, high = 1e-2, log = true }",
-        study_extra="heartbeat_interval = 1\ngrace_period = 4\nmax_retries = 2",
+        study_extra=HEARTBEATS,
     )
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _worker(cwd: Path, study: Path, storage: str, tracking: str, index: int, log: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "search.cli",
-        "worker",
-        str(study),
-        "--storage",
-        storage,
-        "--tracking-uri",
-        tracking,
-        "--worker-index",
-        str(index),
-    ]
-    return subprocess.Popen(
-        cmd, cwd=cwd, env=_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _start_workers(
-    tmp_path: Path, study_text: str, storage: str, tracking: str, count: int
-) -> tuple[list[Path], list[subprocess.Popen]]:
-    """Write the study file and start ``count`` workers on it; their logs are w<i>.log."""
-    study_file = tmp_path / "dist.toml"
-    study_file.write_text(study_text)
-    logs = [tmp_path / f"w{i}.log" for i in range(count)]
-    return logs, [_worker(tmp_path, study_file, storage, tracking, i, logs[i]) for i in range(count)]
-
-
-def _wait_for(path: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists() and text in path.read_text():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited early:\n{path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"{text!r} not seen in {path} within {timeout}s:\n{path.read_text()[-3000:]}")
-
-
-def _runs(tracking: str, name: str) -> list:
-    client = MlflowClient(tracking_uri=tracking)
-    exp = client.get_experiment_by_name(name)
-    assert exp is not None, f"no MLflow experiment {name}"
-    return client.search_runs([exp.experiment_id], max_results=1000)
 
 
 def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
     pg_url: str, tmp_path: Path, hpo: Any
 ) -> None:
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    logs, procs = _start_workers(tmp_path, dist_study(hpo, n_trials=6, epochs=10), pg_url, tracking, 3)
+    logs, procs = start_workers(tmp_path, dist_study(hpo, n_trials=6, epochs=10), pg_url, tracking, 3)
     try:
         # kill worker 1 with SIGKILL in the middle of a trial (after it finished an epoch)
-        _wait_for(logs[1], "epoch 2/", 120, procs[1])
+        wait_for(logs[1], "epoch 2/", 120, procs[1])
         os.killpg(procs[1].pid, signal.SIGKILL)
         procs[1].wait(timeout=30)
         for i in (0, 2):
@@ -124,6 +76,10 @@ def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
     assert len(counted) == 6, states
     assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    # every FAIL is the killed worker's trial, failed for its stale heartbeat (no reason of its own):
+    # no live worker's trial went stale and was retried
+    reasons = {t.number: (t.user_attrs.get("fail_reason"), t.user_attrs["worker"]["pid"]) for t in failed}
+    assert all(r == (None, procs[1].pid) for r in reasons.values()), (reasons, procs[1].pid)
     assert len(failed) == 1, states
     killed = failed[0]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
@@ -134,9 +90,13 @@ def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
     assert f"trial {retry.number} retries trial {killed.number}" in output
     assert "Traceback" not in output.replace(logs[1].read_text(), "")
 
-    runs = {r.info.run_name: r for r in _runs(tracking, "dist")}
+    runs = {r.info.run_name: r for r in tracked_runs(tracking, "dist")}
     assert not [n for n, r in runs.items() if r.info.status == "RUNNING"]
     assert runs[f"trial-{killed.number}"].info.status == "FAILED"
+    assert (
+        runs[f"trial-{killed.number}"].data.tags["fail_reason"]
+        == "worker died (no heartbeat or process gone)"
+    )
     assert runs[f"trial-{retry.number}"].data.tags.get("retry_of") == str(killed.number)
     for t in counted:  # no completed trial lost: each has its finished run
         run = runs[f"trial-{t.number}"]
@@ -148,14 +108,14 @@ def test_killed_worker_trial_is_retried_and_study_reaches_exact_count(
 def test_two_workers_against_a_real_mlflow_server(
     pg_url: str, mlflow_server: str, tmp_path: Path, hpo: Any
 ) -> None:
-    logs, procs = _start_workers(tmp_path, dist_study(hpo, n_trials=4, epochs=2), pg_url, mlflow_server, 2)
+    logs, procs = start_workers(tmp_path, dist_study(hpo, n_trials=4, epochs=2), pg_url, mlflow_server, 2)
     for p, log in zip(procs, logs, strict=True):
         assert p.wait(timeout=300) == 0, log.read_text()[-3000:]
     study = optuna.load_study(study_name="dist", storage=pg_url)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(finished) == 4
     assert {t.user_attrs["worker"]["pid"] for t in finished} >= {procs[0].pid, procs[1].pid} - {None}
-    runs = {r.info.run_name: r for r in _runs(mlflow_server, "dist")}
+    runs = {r.info.run_name: r for r in tracked_runs(mlflow_server, "dist")}
     parents = [r for r in runs.values() if r.data.tags.get("collatz_hpo.role") == "study"]
     assert len(parents) == 1, "exactly one parent run, also when two workers create the study"
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -189,7 +149,7 @@ def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path, hpo: A
             "2",
         ],
         cwd=tmp_path,
-        env=_env(),
+        env=worker_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -201,13 +161,13 @@ def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path, hpo: A
     status = subprocess.run(
         [sys.executable, "-m", "search.cli", "status", "nosuch", "--storage", pg_url],
         cwd=tmp_path,
-        env=_env(),
+        env=worker_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert status.returncode == 2 and SECRET not in status.stdout + status.stderr
-    for run in _runs(tracking, "dist"):
+    for run in tracked_runs(tracking, "dist"):
         blob = repr(run.data.params) + repr(run.data.tags)
         assert SECRET not in blob
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
@@ -218,14 +178,14 @@ def test_password_in_storage_url_never_leaks(pg_url: str, tmp_path: Path, hpo: A
 
 def test_database_disconnects_are_retried_not_fatal(pg_url: str, tmp_path: Path, hpo: Any) -> None:
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    logs, procs = _start_workers(tmp_path, dist_study(hpo, n_trials=4, epochs=6), pg_url, tracking, 2)
+    logs, procs = start_workers(tmp_path, dist_study(hpo, n_trials=4, epochs=6), pg_url, tracking, 2)
     db = pg_url.rsplit("/", 1)[1]
     admin = sqlalchemy.create_engine(
         PG_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
     )
     kills = 0
     try:
-        _wait_for(logs[0], "epoch 1/", 120, procs[0])
+        wait_for(logs[0], "epoch 1/", 120, procs[0])
         deadline = time.time() + 20
         while time.time() < deadline and any(p.poll() is None for p in procs):
             with admin.connect() as conn:  # what a database restart or a network blip does
