@@ -80,9 +80,7 @@ def launch(
                 stats.append(worker.run())
             else:
                 stats, failed_workers = run_processes(opened, workers, deadline, progress, devices)
-            _reload(opened)
-            for line in confirm_summary(opened.study):  # the seed replicates' means, if any
-                progress(line)
+            _say_confirmed(opened, progress)
             if cfg.final is not None and not failed_workers:
                 run_final(worker, started)
     except KeyboardInterrupt:  # the workers recorded their trials
@@ -95,6 +93,13 @@ def launch(
     opened.update_parent()
     opened.finish_parent("KILLED" if interrupted else ("FAILED" if failed_workers else "FINISHED"))
     return _result(opened, stats, interrupted, 130 if interrupted else (1 if failed_workers else 0))
+
+
+def _say_confirmed(opened: OpenStudy, progress: StudyProgress) -> None:
+    """After the workers: the seed replicates' means and the winner, if the study has replicates."""
+    _reload(opened)
+    for line in confirm_summary(opened.study):
+        progress(line)
 
 
 def _use_devices(devices: Sequence[str | None] | None, log: Log) -> None:
