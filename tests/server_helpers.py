@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -55,23 +54,13 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (``mlflow_server = server_helpers.mlflow_server``); yields its URL."""
     work = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    exe = Path(sys.executable).with_name("mlflow")
+    from search.servers import LEAN_UI_ENV, server_command
+
+    # the platform's own command line, lean (no job runner: a study submits no GenAI jobs)
+    cmd = server_command(f"sqlite:///{work / 'mlflow.db'}", str(work / "artifacts"), port=port)
     proc = subprocess.Popen(
-        [
-            str(exe),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(work / "artifacts"),
-            "--serve-artifacts",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        cmd,
+        env={**os.environ, **LEAN_UI_ENV},
         stdout=subprocess.DEVNULL,
         stderr=open(work / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
         start_new_session=True,
