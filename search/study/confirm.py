@@ -19,7 +19,7 @@ from search.events import Log
 from search.locations import Locations
 from search.spec.study_file import ConfirmSection, StudyConfig, parse_study
 from search.study.leaders import confirm_summary
-from search.study.opening import OpenStudy, load_existing_study, open_study, recover
+from search.study.opening import OpenStudy, load_existing_study, open_to_run, recover
 from search.study.processes import run_processes
 from search.study.progress import StudyProgress
 from search.study.workers import Worker
@@ -68,10 +68,7 @@ def confirm(
     """Run the missing seed replicates of study ``name``'s leaders; see the module docstring."""
     cfg = confirm_config(load_existing_study(name, locations), top_k, seeds, section)
     assert cfg.confirm is not None
-    opened = open_study(cfg, locations, 0, log=log)
-    with opened.lock():
-        recover(opened, log)
-    opened.ensure_parent_run()
+    opened = open_to_run(cfg, locations, log)
     log(
         f"study '{name}': seed replicates of the {cfg.confirm.top_k} best of {cfg.study.n_trials} "
         f"search trials, {cfg.confirm.seeds} fresh seed(s) each; {workers} worker(s)"

@@ -23,7 +23,7 @@ from search.spec.study_file import StudyConfig
 from search.study.devices import use_device
 from search.study.final import run_final
 from search.study.leaders import confirm_summary
-from search.study.opening import OpenStudy, open_study, recover
+from search.study.opening import OpenStudy, open_study, open_to_run, recover
 from search.study.processes import run_processes
 from search.study.progress import StudyProgress
 from search.study.workers import Worker, WorkerStats
@@ -113,10 +113,7 @@ def _use_devices(devices: Sequence[str | None] | None, log: Log) -> None:
 def _open(cfg: StudyConfig, locations: Locations, workers: int, log: Log) -> OpenStudy:
     """Open the study for ``launch``: close what dead workers left RUNNING, make sure of the parent
     run, say where the study stands."""
-    opened = open_study(cfg, locations, 0, log=log)
-    with opened.lock():
-        recover(opened, log)
-    opened.ensure_parent_run()
+    opened = open_to_run(cfg, locations, log)
     log(
         f"study '{cfg.study.name}': {keys.counted(opened.search_counts())} of {cfg.study.n_trials} "
         f"trials done; {workers} worker(s); {locations.describe()}"

@@ -119,6 +119,16 @@ def open_study(cfg: StudyConfig, locations: Locations, worker_index: int = 0, lo
         return OpenStudy(cfg, locations, storage, study, _open_tracker(cfg, locations))
 
 
+def open_to_run(cfg: StudyConfig, locations: Locations, log: Log = print) -> OpenStudy:
+    """The study opened by a process that runs it to its end (``launch``, ``confirm``): what dead
+    workers left RUNNING closed first, under the study lock, and the parent run made sure of."""
+    opened = open_study(cfg, locations, 0, log=log)
+    with opened.lock():
+        recover(opened, log)
+    opened.ensure_parent_run()
+    return opened
+
+
 def _open_tracker(cfg: StudyConfig, locations: Locations) -> StudyTracker:
     """The study's MLflow tracker; an unusable tracking URI is a one-line ``StudyError``."""
     from search.tracking.runs import StudyTracker

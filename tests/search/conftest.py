@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -321,3 +322,12 @@ def hpo() -> SimpleNamespace:
         study_toml=study_toml,
         write_study=write_study,
     )
+
+
+@pytest.fixture
+def signals_restored() -> Iterator[None]:
+    """An interrupted worker ignores further signals: give pytest its own back after the test."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)

@@ -11,7 +11,6 @@ import os
 import signal
 import tomllib
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,13 +40,7 @@ mlflow_server = dist_helpers.mlflow_server
 EPOCHS = 6
 
 
-@pytest.fixture(autouse=True)
-def _signals_restored() -> Iterator[None]:
-    """An interrupted worker ignores further signals: give pytest its own back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+pytestmark = pytest.mark.usefixtures("signals_restored")
 
 
 def _study(hpo: Any, name: str = "res", every: str = "{ epochs = 2 }", extra: str = "") -> str:

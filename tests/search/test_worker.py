@@ -4,9 +4,8 @@ MLflow run FAILED, the line printed, and the worker stops with KeyboardInterrupt
 
 from __future__ import annotations
 
-import signal
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,7 @@ from search.study.opening import OpenStudy, open_study
 from search.study.workers import Worker
 from search.trial.body import TrialEnv, TrialOutcome, interrupted_outcome
 
-
-@pytest.fixture(autouse=True)
-def _signals_restored() -> Iterator[None]:
-    """The worker ignores further signals once interrupted: give pytest its own back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+pytestmark = pytest.mark.usefixtures("signals_restored")
 
 
 def _opened(tmp_path: Path, hpo: Any) -> OpenStudy:
