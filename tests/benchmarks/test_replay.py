@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 from strategies.grid import AXES, COLUMNS, grid_points
-from strategies.replay import STRATEGIES, RunTable, Simulation, Strategy, new_study, replay_one
+from strategies.replay import STRATEGIES, RunTable, Simulation, Strategy, replay_one
 
 from search.spec.study_file import parse_study
 
@@ -42,24 +42,43 @@ def table(rows: list[dict[str, Any]]) -> RunTable:
     return RunTable(pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
-class Spy(optuna.pruners.BasePruner):
-    """Median pruning that checks, at every decision, that no visible report lies in its future."""
+def visible_reports(study: optuna.Study, sim: Simulation, own: int | None = None) -> int:
+    """Check that every report ``study`` holds was made at or before ``sim.now``; count those of other
+    trials than ``own``."""
+    seen = 0
+    for t in study.get_trials(deepcopy=False):
+        for step in t.intermediate_values:
+            assert sim.report_times[(t.number, step)] <= sim.now, (t.number, step, sim.now)
+            seen += t.number != own
+    return seen
 
-    def __init__(self) -> None:
-        self.inner = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0)
+
+class Spy(optuna.pruners.BasePruner):
+    """A pruner that checks, at every decision, that no visible report lies in its future."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner | None = None) -> None:
+        self.inner = inner or optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0)
         self.sim: Simulation | None = None
-        self.decisions: list[tuple[float, int, int]] = []  # (time, trial, reports of the other trial seen)
+        self.decisions: list[tuple[float, int, int]] = []  # (time, trial, reports of other trials seen)
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         assert self.sim is not None
-        now = self.sim.now
-        seen = 0
-        for t in study.get_trials(deepcopy=False):
-            for step in t.intermediate_values:
-                assert self.sim.report_times[(t.number, step)] <= now, (t.number, step, now)
-                seen += t.number != trial.number
-        self.decisions.append((now, trial.number, seen))
+        self.decisions.append((self.sim.now, trial.number, visible_reports(study, self.sim, trial.number)))
         return self.inner.prune(study, trial)
+
+
+class SpySampler(optuna.samplers.RandomSampler):
+    """A random sampler that checks, whenever a trial is asked, that it sees only the past."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.sim: Simulation | None = None
+        self.asked: list[tuple[float, int]] = []  # (time, reports visible)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        assert self.sim is not None
+        self.asked.append((self.sim.now, visible_reports(study, self.sim)))
+        super().before_trial(study, trial)
 
 
 def test_two_interleaved_trials_see_only_past_reports() -> None:
@@ -69,13 +88,11 @@ def test_two_interleaved_trials_see_only_past_reports() -> None:
     # trial 0 is the better one at each step, so the median pruner (2 trials) prunes no one
     slow = run_rows({**cfg.search.fixed(), "num_layers": 1}, [0.5, 0.6, 0.7, 0.8], [1, 3, 5, 7], 0.8)
     fast = run_rows({**cfg.search.fixed(), "num_layers": 2}, [0.1, 0.2, 0.3, 0.4], [2, 1, 3, 4], 0.4)
-    study = optuna.create_study(direction="maximize", pruner=(spy := Spy()))
+    study = optuna.create_study(direction="maximize", sampler=(asks := SpySampler()), pruner=(spy := Spy()))
     for layers in (1, 2):
         study.enqueue_trial({"num_layers": layers})
     sim = Simulation(study, cfg, table(slow + fast), workers=2, horizon=10.5)
-    spy.sim = sim
-    asked: list[tuple[float, int]] = []
-    sim.on_ask = lambda s, trial: asked.append((s.now, len(s.report_times)))
+    spy.sim = asks.sim = sim
     sim.run()
     times = [(t, n) for t, n, _ in spy.decisions]
     assert times == [(1, 0), (2, 1), (3, 1), (4, 0), (6, 1), (9, 0), (10, 1)]
@@ -83,27 +100,33 @@ def test_two_interleaved_trials_see_only_past_reports() -> None:
     expected_seen = {(1, 0): 0, (2, 1): 1, (3, 1): 1, (4, 0): 2, (6, 1): 2, (9, 0): 3, (10, 1): 3}
     assert {(t, n): s for t, n, s in spy.decisions} == expected_seen
     assert [sim.report_times[(0, e)] for e in range(1, 4)] == [1, 4, 9]
-    assert [now for now, _ in asked][:2] == [0.0, 0.0]
-    # trial 1 ends at 10 s: its worker asks at 10 s, having seen the 7 reports made by then
-    assert asked[2] == (10.0, 7)
+    # both start at 0 s seeing nothing; trial 1 ends at 10 s and its worker asks again, seeing the
+    # 7 reports made by then (trial 0's fourth, at 16 s, is not made yet)
+    assert asks.asked == [(0.0, 0), (0.0, 0), (10.0, 7)]
     assert [c["trial"] for c in sim.curve] == [1]  # trial 0 (16 s) is still running at the horizon
     assert [t["state"] for t in sim.trials] == ["COMPLETE"]
 
 
 def test_reports_are_applied_in_time_order() -> None:
-    """Across many trials and 8 workers, the simulated clock never goes back."""
+    """8 workers, many trials, successive halving: the clock never goes back and every ask and every
+    pruning decision sees only reports made by then."""
     cfg = parse_study(study_file({"choices": [1, 2]}, base={"choices": [16, 24]}))
     rows = []
     for i, point in enumerate(grid_points(cfg)):
         point = {**cfg.search.fixed(), **point}
         rows += run_rows(point, [0.1 * i, 0.2, 0.3, 0.4], [1 + i, 2, 0.5, 3 - i / 2], 0.1 * i)
-    clock: list[float] = []
-    sim = Simulation(new_study(cfg), cfg, table(rows), workers=8, horizon=60.0)
-    sim.on_ask = lambda s, _: clock.append(s.now)
+    halving = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    study = optuna.create_study(
+        direction="maximize", sampler=(asks := SpySampler()), pruner=(spy := Spy(halving))
+    )
+    sim = Simulation(study, cfg, table(rows), workers=8, horizon=60.0)
+    spy.sim = asks.sim = sim
     sim.run()
-    assert clock == sorted(clock) and len(clock) > 20
-    by_time = sorted(sim.report_times.items(), key=lambda kv: kv[1])
-    assert all(t <= 60.0 for _, t in by_time)
+    clock = [now for now, _ in asks.asked] + [now for now, _, _ in spy.decisions]
+    assert [now for now, _ in asks.asked] == sorted(now for now, _ in asks.asked)
+    assert [now for now, _, _ in spy.decisions] == sorted(now for now, _, _ in spy.decisions)
+    assert len(asks.asked) > 20 and max(clock) <= 60.0
+    assert {t["state"] for t in sim.trials} == {"COMPLETE", "PRUNED"}
 
 
 def dominated_grid(seed: int = 0) -> tuple[Any, RunTable, tuple[Any, ...]]:
