@@ -242,7 +242,7 @@ def test_workers_on_postgresql_run_the_replicates_and_confirm_adds_seeds(tmp_pat
         n_trials=3,
         epochs=1,
         pruner='type = "none"',
-        study_extra="heartbeat_interval = 1\ngrace_period = 4",
+        study_extra="heartbeat_interval = 2\ngrace_period = 20",  # beats a loaded CI machine keeps
     )
     hpo.write_study(tmp_path, text + "\n[confirm]\ntop_k = 2\nseeds = 1\n", "pgc.toml")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
