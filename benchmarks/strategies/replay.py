@@ -275,11 +275,18 @@ def replay_all(
     clock: str = "cpu",
     processes: int = 1,
     log: Callable[[str], None] = print,
+    chunk: int = 5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every strategy x worker count x seed, on ``processes`` processes: (curves, summary)."""
-    blocks = [
-        (s, w, grid, frame, list(seeds), horizon, overhead, clock) for s in strategies for w in workers_list
-    ]
+    """Every strategy x worker count x seed, on ``processes`` processes, ``chunk`` seeds per task:
+    (curves, summary)."""
+    seeds = list(seeds)
+    chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
+    # GP first and the most workers first: the longest blocks (GPSampler's fits grow with the
+    # trials, ~1,000 per 8-worker replay) start early, so the processes end together.
+    order = sorted(
+        ((s, w) for s in strategies for w in workers_list), key=lambda sw: (sw[0].sampler != "gp", -sw[1])
+    )
+    blocks = [(s, w, grid, frame, c, horizon, overhead, clock) for s, w in order for c in chunks]
     curves: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -289,7 +296,8 @@ def replay_all(
             summary += s
             cpu = sum(row["replay_cpu_seconds"] for row in s)
             log(
-                f"{s[0]['strategy']}, {s[0]['workers']} workers: {len(s)} replays, "
+                f"{s[0]['strategy']}, {s[0]['workers']} workers, seeds {s[0]['seed']}-{s[-1]['seed']}: "
+                f"{len(s)} replays, "
                 f"{np.mean([row['trials'] for row in s]):.0f} trials each, {cpu:.0f} CPU s "
                 f"({time.perf_counter() - started:.0f} s so far)"
             )

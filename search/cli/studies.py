@@ -183,7 +183,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     header, rows = status_table(study)
     for line in format_table(header, rows, left=["note"]):
         print(line)
-    print(summarize(study))
+    print(summarize(study, best=False))
     for line in status_lines(study):
         print(line)
     _print_slurm_jobs(study)

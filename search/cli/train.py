@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from search.cli.args import int_expr, non_negative_float, or_none, positive_float, positive_int
 from search.cli.common import CliError, add_store_flags, locations_of, say, set_command, study_name
 from search.errors import CollatzHpoError, one_line
+from search.stats import wilson
 
 if TYPE_CHECKING:
     from search.spec.runconfig import RunConfig
@@ -157,9 +158,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
+    held_out = wilson(summary["test_exact_match"], int(summary["test_size"]))
     print(
-        f"held-out test exact match: {summary['test_exact_match']:.4f} "
-        f"(token accuracy {summary['test_token_accuracy']:.4f}, {summary['test_size']} unseen inputs, "
+        f"held-out test exact match: {held_out} "
+        f"(token accuracy {summary['test_token_accuracy']:.4f}, "
         f"{result.train_seconds:.0f}s of training, best epoch {result.best_epoch})"
     )
     share = summary["wrong_loop_length_share_of_errors"]

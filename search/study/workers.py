@@ -216,4 +216,4 @@ class Worker:
         report(self.log, event, lambda: f" | {self._progress()}")
 
     def _progress(self) -> str:
-        return f"{summarize(self.opened.study)} of {self.target}"
+        return summarize(self.opened.study, of=self.target)

@@ -561,3 +561,29 @@ def test_grid_study_with_two_workers_runs_each_point_exactly_once(tmp_path: Path
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     points = sorted((t.params["base"], t.params["num_layers"]) for t in trials)
     assert points == [(b, n) for b in (16, 24, 32) for n in (1, 2)]
+
+
+def test_the_summary_line_carries_the_intervals_and_leaves_a_loss_bare(tmp_path: Path) -> None:
+    """What launch prints after each trial: the best exact match with its validation interval and
+    the held-out figure with its own; a study minimizing val_loss shows the loss as it is."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from search.stats import wilson
+    from search.study.opening import summarize
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _status_study(url)
+    study = optuna.load_study(study_name="figures", storage=url)
+    line = summarize(study, of=8)
+    assert line.startswith("3 complete, 1 pruned, 0 failed, 0 running of 8 | ")
+    assert line.endswith(f"best {wilson(0.9747, 2000)} (trial 0), held-out {wilson(0.9731, 10_000)}")
+    assert summarize(study, best=False) == "3 complete, 1 pruned, 0 failed, 0 running"
+    loss = optuna.create_study(study_name="loss", storage=url, direction="minimize")
+    loss.set_user_attr("config", {"study": {"metric": "val_loss"}, "data": {"val_size": 2000}})
+    loss.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 1e-3}, distributions={"lr": FloatDistribution(1e-4, 1e-2)}, value=0.7596
+        )
+    )
+    assert summarize(loss).endswith("| best 0.7596 (trial 0)")

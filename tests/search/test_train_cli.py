@@ -12,6 +12,7 @@ from cli_helpers import assert_one_line_error, run_main
 from search.cli import build_parser
 from search.cli.train import run_config_of
 from search.spec.runconfig import RunConfig
+from search.stats import wilson
 
 TINY = [
     "--range", "1", "4096", "--train-size", "300", "--val-size", "64", "--test-size", "64",
@@ -57,6 +58,10 @@ def test_train_runs_and_reports_held_out_exact_match(
     assert summary["test_size"] == 64 and 0.0 <= summary["test_exact_match"] <= 1.0
     assert summary["samples_seen"] == 2 * 300 and summary["num_parameters"] > 0
     assert (tmp_path / "ckpt" / "best.pt").is_file() and summary["best_checkpoint"].endswith("best.pt")
+    code, out, err = run_main(["train", *TINY], tmp_path, capsys)  # the line a person reads
+    assert code == 0, err
+    held_out = wilson(summary["test_exact_match"], 64)
+    assert f"held-out test exact match: {held_out} (token accuracy" in out and "n=64)" in out
 
 
 @pytest.mark.parametrize(
