@@ -117,10 +117,13 @@ def test_locations_masked(tmp_path: Path) -> None:
 
 
 def test_server_command_binds_localhost_masks_the_password_and_adds_security_flags() -> None:
+    import os
     import subprocess
     import sys
 
-    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+    JOBS = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # noqa: N806
+
+    def run(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 sys.executable,
@@ -135,12 +138,15 @@ def test_server_command_binds_localhost_masks_the_password_and_adds_security_fla
             capture_output=True,
             text=True,
             timeout=60,
+            env={**{k: v for k, v in os.environ.items() if k != JOBS}, **(env or {})},
         )
 
     plain = run()
     assert plain.returncode == 0, plain.stderr
     assert "t0p-secret" not in plain.stdout and "postgresql://hpo:***@db.example/mlflow" in plain.stdout
     assert "--host 127.0.0.1" in plain.stdout and "--serve-artifacts" in plain.stdout
+    assert plain.stdout.startswith(f"{JOBS}=false ")  # lean like `ui`: no job runner
+    assert run(env={JOBS: "true"}).stdout.startswith(f"{JOBS}=true ")  # unless asked for
     exposed = run("--host", "0.0.0.0", "--allowed-hosts", "mlflow.example:5000", "--basic-auth")
     assert "--allowed-hosts mlflow.example:5000" in exposed.stdout
     assert "--app-name basic-auth" in exposed.stdout
