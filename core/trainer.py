@@ -1,7 +1,8 @@
 """One training loop: teacher-forced training, greedy-decoding validation, checkpoints, callbacks.
 
 Side effects that are not training (pruning, experiment tracking) live in callbacks; the loop
-only promises that when a callback raises, the checkpoints on disk are consistent.
+only promises that when a callback raises, the checkpoints on disk are consistent. A callback
+may stop training after any batch (``core.callbacks``): the partial epoch is the last one.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from operator import methodcaller
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from core.callbacks import Callback, StopTraining
+from core.callbacks import Callback, StopTraining, call_hooks
 from core.checkpoint import CheckpointError, load_weights, resume_candidates, save_checkpoint
 from core.encoding import PAD
 from core.evaluation import Batch, evaluate_loader, token_loss
@@ -146,13 +148,16 @@ class Trainer:
             total_loss += loss.detach() * src.shape[0]
             samples += src.shape[0]
             self.global_step += 1
+            of = f"/{num_batches}" if num_batches else ""
             if batch_idx % self.log_interval == 0:
                 avg = float(total_loss) / samples
                 if not math.isfinite(avg):
                     raise FloatingPointError(f"train loss is {avg} at epoch {epoch} batch {batch_idx}")
                 rate = samples / (time.perf_counter() - start)
-                of = f"/{num_batches}" if num_batches else ""
                 self.log(f"epoch {epoch} batch {batch_idx}{of} loss {avg:.4f} {rate:,.0f} samples/s")
+            if call_hooks(self, methodcaller("on_batch_end", self, self.global_step)):
+                self.log(f"epoch {epoch} stops after batch {batch_idx}{of}: {self.stop_reason}")
+                break
         elapsed = time.perf_counter() - start
         if samples == 0:
             raise ValueError("train_loader yielded no batches")
@@ -296,7 +301,7 @@ class Trainer:
             # Checkpoints first: whatever a callback raises, the files on disk are consistent.
             self._save_epoch(epoch, save_best and improved, save_every)
             self._log_epoch(epoch, metrics)
-            if self._callbacks_stop(epoch, metrics):
+            if call_hooks(self, methodcaller("on_epoch_end", self, epoch, metrics)):
                 return
             if watch.patience and bad_epochs >= watch.patience:
                 self._stop_early(watch.monitor, bad_epochs, watch.sign)
@@ -339,16 +344,6 @@ class Trainer:
         self._record(epoch, metrics)
         self._step_scheduler(metrics)
         return metrics
-
-    def _callbacks_stop(self, epoch: int, metrics: dict[str, float]) -> bool:
-        """Run the epoch callbacks; True when one asked to stop (``StopTraining``)."""
-        try:
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, epoch, metrics)
-        except StopTraining as stop:
-            self.stop_reason = str(stop) or "stopped by callback"
-            return True
-        return False
 
     @property
     def elapsed(self) -> float:

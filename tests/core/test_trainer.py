@@ -340,6 +340,68 @@ def test_stop_training_ends_training_normally(splits: tuple[CollatzDataset, Coll
     assert callback.ended
 
 
+def test_a_stop_from_one_epoch_callback_still_lets_the_others_see_the_epoch(
+    splits: tuple[CollatzDataset, CollatzDataset],
+) -> None:
+    model = tiny_model(splits[0].vocab_size)
+    recorder = Recorder()
+    trainer = make_trainer(splits, model, callbacks=[RaiseAt(2, StopTraining("first")), recorder])
+    trainer.train(5, torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert [e[1] for e in recorder.events if e[0] == "epoch"] == [1, 2]
+    assert trainer.stop_reason == "first"
+
+
+class StopAtStep(Callback):
+    """Stops from ``on_batch_end`` at global step ``step``; records what the other hooks saw."""
+
+    def __init__(self, step: int, message: str) -> None:
+        self.step, self.message = step, message
+        self.steps: list[int] = []
+        self.epoch_ends: list[tuple[int, int, str | None]] = []  # epoch, samples seen, stop reason
+        self.ended = False
+
+    def on_batch_end(self, trainer: Trainer, step: int) -> None:
+        self.steps.append(step)
+        if step == self.step:
+            raise StopTraining(self.message)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self.epoch_ends.append((epoch, trainer.samples_seen, trainer.stop_reason))
+        raise StopTraining("an epoch end's stop, after the batch's")  # must not replace it
+
+    def on_train_end(self, trainer: Trainer, history: dict[str, list[float]]) -> None:
+        self.ended = True
+
+
+def test_stop_training_from_a_batch_ends_the_epoch_there(
+    splits: tuple[CollatzDataset, CollatzDataset], tmp_path: Path
+) -> None:
+    train = CollatzDataset((1, 10**5), 160, base=10, seed=3)  # 10 batches of 16
+    model = tiny_model(train.vocab_size)
+    stop = StopAtStep(3, "budget spent at step 3")
+    recorder = Recorder()
+    trainer = Trainer(
+        model,
+        BatchIterator(train, 16, seed=11),
+        BatchIterator(splits[1], 64, shuffle=False),
+        device="cpu",
+        checkpoint_dir=tmp_path,
+        callbacks=[stop, recorder],
+        log=None,
+    )
+    history = trainer.train(4, torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert stop.steps == [1, 2, 3] and trainer.global_step == 3
+    assert trainer.samples_seen == 3 * 16
+    # the partial epoch was validated, recorded, shown to every callback once, and is the last
+    assert history["epoch"] == [1] and math.isfinite(history["val_loss"][0])
+    assert stop.epoch_ends == [(1, 48, "budget spent at step 3")]
+    assert [e for e in recorder.events if e[0] == "epoch"] == [("epoch", 1)]
+    assert trainer.stop_reason == "budget spent at step 3" and stop.ended
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert (last["epoch"], last["global_step"], last["samples_seen"]) == (1, 3, 48)
+    assert (tmp_path / "best.pt").is_file()
+
+
 class NanLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return logits.sum() * float("nan")
