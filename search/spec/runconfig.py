@@ -111,7 +111,9 @@ class RunConfig:
         "in the store): same model settings; optimizer and schedule start fresh",
     )
     max_grad_norm: float | None = _knob(1.0, "gradient clipping norm (none: no clipping)")
-    time_budget: float | None = _knob(180.0, "training time budget in seconds", flag="--seconds")
+    time_budget: float | None = _knob(
+        180.0, "training time budget in seconds (per batch; the last validation fits in it)", flag="--seconds"
+    )
     seed: int = _knob(0, "seed of initialisation and batch order")
     device: Device = _knob("auto", "auto: cuda when torch sees a GPU")
     precision: Precision = _knob("fp32", "bf16 autocast on CUDA only (far slower on CPU)")

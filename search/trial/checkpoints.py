@@ -32,8 +32,9 @@ WAIT_PER_UPLOAD_SECOND = (1 - MAX_UPLOAD_SHARE) / MAX_UPLOAD_SHARE
 
 class CheckpointUploads(Callback):
     """Uploads ``folder``'s ``last.pt`` (and ``best.pt`` when it changed since) to run ``run_id``
-    every ``[training] checkpoint_every``, but not after the last epoch (the trial's record
-    uploads its checkpoints then). ``step_of(trainer, epoch)``: the pruner's step of an epoch."""
+    every ``[training] checkpoint_every``, but not after the last epoch, nor one that ends training
+    (``trainer.stop_reason``): the trial's record uploads its checkpoints then.
+    ``step_of(trainer, epoch)``: the pruner's step of an epoch."""
 
     def __init__(
         self,
@@ -66,7 +67,7 @@ class CheckpointUploads(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         step, seconds = self.step_of(trainer, epoch), round(self.saved_seconds, 3)
         self.latest = keys.CheckpointAt(self.trial.number, self.run_id, epoch, step, seconds)
-        if epoch < self.epochs and self.due(epoch):
+        if epoch < self.epochs and trainer.stop_reason is None and self.due(epoch):
             self.upload()
 
     def due(self, epoch: int) -> bool:

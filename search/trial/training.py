@@ -6,6 +6,7 @@ tracking) are passed in, so this module knows nothing of Optuna or MLflow.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -163,15 +164,29 @@ def init_weights(model: CollatzTransformer, cfg: RunConfig) -> None:
         raise InitFromError(f"init_from: {exc}") from exc
 
 
+def validation_lead(trainer: Trainer) -> float:
+    """Seconds to keep in hand for validating a partial epoch: the last validation's (0 before one)."""
+    times = trainer.history["val_time"]
+    return times[-1] if times and math.isfinite(times[-1]) else 0.0
+
+
 class TimeBudget(Callback):
-    """Ends training normally once ``seconds`` of training have passed (checked per epoch;
-    a resumed run counts the time of the runs before it)."""
+    """Ends training normally so that it fits in ``seconds``, its last validation included:
+    checked after every batch, and after every epoch (another epoch could not validate in
+    time), with the last validation's time kept in hand; a resumed run counts the time of the
+    runs before it. Per epoch alone, a long epoch overran the budget by up to an epoch."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
+    def on_batch_end(self, trainer: Trainer, step: int) -> None:
+        self._check(trainer)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        if trainer.elapsed >= self.seconds:
+        self._check(trainer)
+
+    def _check(self, trainer: Trainer) -> None:
+        if trainer.elapsed + validation_lead(trainer) >= self.seconds:
             raise StopTraining(f"time budget of {self.seconds:g}s reached")
 
 
