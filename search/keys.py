@@ -212,6 +212,11 @@ def stop_reason(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(STOP_REASON_ATTR)
 
 
+def set_stop_reason(trial: optuna.Trial, reason: str) -> None:
+    """Why training ended early: a budget, early stopping, the study's timeout (a PRUNED trial)."""
+    trial.set_user_attr(STOP_REASON_ATTR, reason)
+
+
 def test_exact_match(trial: FrozenTrial) -> float | None:
     return trial.user_attrs.get(TEST_EXACT_MATCH_ATTR)
 
@@ -229,7 +234,7 @@ def record_result(trial: optuna.Trial, test_exact_match: float | None, stop_reas
     if test_exact_match is not None:
         trial.set_user_attr(TEST_EXACT_MATCH_ATTR, test_exact_match)
     if stop_reason:
-        trial.set_user_attr(STOP_REASON_ATTR, stop_reason)
+        set_stop_reason(trial, stop_reason)
 
 
 def record_cost(trial: optuna.Trial, seconds: float, steps: int) -> None:

@@ -2,7 +2,8 @@
 
 ::
 
-    [study]            name, metric, direction, n_trials, timeout, sampler, seed, retries
+    [study]            name, metric, direction, n_trials, timeout, timeout_stops_trials, sampler,
+                       seed, retries
     [study.pruner]     type, n_startup_trials, n_warmup_steps, min_resource, reduction_factor
     [study.warm_start] study, top_k
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
@@ -143,6 +144,9 @@ class StudySection(Section):
     direction: Literal["maximize", "minimize"] | None = None
     n_trials: int = Field(10, ge=1)
     timeout: float | None = Field(None, gt=0)  # seconds for the whole study (per worker process)
+    # whether a search trial still training at the timeout stops there, PRUNED (its worker free
+    # at the deadline); by default (Optuna's meaning) the timeout only stops new trials from starting
+    timeout_stops_trials: bool = False
     sampler: Literal["tpe", "random", "gp", "grid"] = "tpe"
     seed: int = Field(0, ge=0, lt=2**32)
     pruner: PrunerConfig = PrunerConfig()

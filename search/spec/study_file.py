@@ -3,7 +3,8 @@
 A study file has these sections (see ``studies/*.toml``; each one's keys and defaults in
 :mod:`search.spec.sections`)::
 
-    [study]            name, metric, direction, n_trials, timeout, sampler, seed, retries
+    [study]            name, metric, direction, n_trials, timeout, timeout_stops_trials, sampler,
+                       seed, retries
     [study.pruner]     type, n_startup_trials, n_warmup_steps, min_resource, reduction_factor
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
     [training]         epochs, samples_per_epoch, batch sizes, optimizer, scheduler, device, ...

@@ -33,6 +33,7 @@ __all__ = ["OpenStudy", "create_or_load", "load_existing_study", "open_study", "
 _FREE_KEYS = {
     ("study", "n_trials"),
     ("study", "timeout"),
+    ("study", "timeout_stops_trials"),
     ("study", "seed"),
     ("study", "warm_start"),
     ("study", "outage_window"),

@@ -60,7 +60,9 @@ class Worker:
     An interrupt (Ctrl-C, SIGTERM) ends the worker's asked trial FAIL ("interrupted"), its MLflow
     run FAILED, then goes on as KeyboardInterrupt; ``StudyError`` after too many failed trials.
     Interrupted trials and those of dead workers are retried, from their latest uploaded
-    checkpoint, before any new trial is sampled (``search.trial.resume``).
+    checkpoint, before any new trial is sampled (``search.trial.resume``). At ``deadline`` (the
+    study's timeout) it starts no new trial; with ``timeout_stops_trials`` its search trial still
+    training stops there too, PRUNED (seed replicates and the final run keep their own budgets).
     """
 
     def __init__(
@@ -147,7 +149,9 @@ class Worker:
         if retry_of is not None:
             self.log(f"trial {trial.number} retries trial {retry_of} with the same params")
         tags = {RETRY_OF_TAG: str(retry_of)} if retry_of is not None else {}
-        env = TrialEnv(opened.study, opened.cfg, opened.tracker, self.log, self.data_cache)
+        stops = opened.cfg.study.timeout_stops_trials  # then a search trial stops at the deadline
+        deadline = self.deadline if stops else None
+        env = TrialEnv(opened.study, opened.cfg, opened.tracker, self.log, self.data_cache, deadline)
         with heartbeat(opened.storage, trial._trial_id, opened.heartbeat_interval):
             outcome = self.trial_body(trial, env, tags)
         if outcome.interrupted:  # the trial saw the interrupt and made it its outcome

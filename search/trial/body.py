@@ -48,13 +48,18 @@ def interrupted_outcome() -> TrialOutcome:
 
 @dataclass(frozen=True)
 class TrialEnv:
-    """What a trial runs with besides itself, given by its worker."""
+    """What a trial runs with besides itself, given by its worker.
+
+    ``deadline``: the wall clock (``time.time()``) at which a search trial still training stops,
+    PRUNED (the study's timeout with ``timeout_stops_trials``); None: it trains to its end.
+    """
 
     study: optuna.Study
     cfg: StudyConfig
     tracker: StudyTracker
     log: Log
     data_cache: DataCache
+    deadline: float | None = None
 
 
 class TrialBody(Protocol):

@@ -1,5 +1,6 @@
 """What a trial does after each epoch: metrics to MLflow, the pruning signal to Optuna, a progress
-line; a search trial also stops when the pruner says so (a final run is not compared, not pruned).
+line; a search trial also stops when the pruner says so, or (``timeout_stops_trials``) at the
+study's timeout (a final run or a seed replicate is not compared, not pruned, not cut).
 
 The trainer knows nothing of Optuna or MLflow: these callbacks are its only link to them.
 """
@@ -7,18 +8,21 @@ The trainer knows nothing of Optuna or MLflow: these callbacks are its only link
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
+from typing import NoReturn
 
 import numpy as np
 import optuna
 
-from core import Callback, CollatzDataset, Trainer
+from core import Callback, CollatzDataset, StopTraining, Trainer
 from search import keys
 from search.events import TrialEvent, report
 from search.spec.runconfig import reported_sign
 from search.tracking.names import VAL_EXACT_MATCH
 from search.tracking.runs import class_metrics
 from search.trial.body import TrialEnv
+from search.trial.training import validation_lead
 
 __all__ = ["PruningCallback", "ReportingCallback", "per_class_rates"]
 
@@ -67,13 +71,7 @@ class ReportingCallback(Callback):
         return trainer.samples_seen if self.by_samples else epoch
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.compute_seconds += metrics.get("epoch_time", 0.0) + metrics.get("val_time", 0.0)
-        self.train_steps = trainer.global_step - self.first_step
-        logged = {k: v for k, v in metrics.items() if k != "epoch"}
-        if trainer.last_val_correct is not None:
-            rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)
-            logged.update(class_metrics(VAL_EXACT_MATCH, rates))
-        self.tracker.log_metrics(self.run_id, logged, step=epoch)
+        self.record_epoch(trainer, epoch, metrics)
         value = metrics[self.metric]
         with warnings.catch_warnings():
             # a retry resumed from an earlier checkpoint than its values say: Optuna keeps the first
@@ -86,12 +84,62 @@ class ReportingCallback(Callback):
         event = TrialEvent("epoch", self.trial.number, text, epoch=epoch, epochs=self.epochs)
         report(self.log, dataclasses.replace(event, metric=self.metric, value=value))
 
+    def record_epoch(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """The epoch's cost on this callback, its metrics (per class too) on the MLflow run."""
+        self.compute_seconds += metrics.get("epoch_time", 0.0) + metrics.get("val_time", 0.0)
+        self.train_steps = trainer.global_step - self.first_step
+        logged = {k: v for k, v in metrics.items() if k != "epoch"}
+        if trainer.last_val_correct is not None:
+            rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)
+            logged.update(class_metrics(VAL_EXACT_MATCH, rates))
+        self.tracker.log_metrics(self.run_id, logged, step=epoch)
+
 
 class PruningCallback(ReportingCallback):
-    """A search trial's callback: it reports, then raises ``TrialPruned`` when the pruner says so."""
+    """A search trial's callback: it reports, then raises ``TrialPruned`` when the pruner says so,
+    or when the study's timeout comes while it trains (``TrialEnv.deadline``, set by
+    ``timeout_stops_trials``), so that its worker is free at the deadline.
+
+    At the deadline less the last validation's time it stops after the batch; that partial epoch
+    is validated and logged to MLflow, not reported to the pruner (part of an epoch is not the
+    epoch other trials reported); the trial is PRUNED, its earlier reports kept. An epoch that
+    ends that late is reported, then the trial is PRUNED (unless it was its last).
+    """
+
+    def __init__(
+        self, trial: optuna.Trial, env: TrialEnv, run_id: str, val: CollatzDataset, epochs: int
+    ) -> None:
+        super().__init__(trial, env, run_id, val, epochs)
+        self.deadline = env.deadline
+        self.timeout_reason = f"stopped at the study's timeout ({_duration(env.cfg.study.timeout or 0.0)})"
+        self.cut = False  # whether the deadline stopped training inside an epoch
+
+    def at_deadline(self, trainer: Trainer) -> bool:
+        """Whether no more training fits before the deadline (a validation must still fit)."""
+        return self.deadline is not None and time.time() + validation_lead(trainer) >= self.deadline
+
+    def on_batch_end(self, trainer: Trainer, step: int) -> None:
+        if self.at_deadline(trainer):
+            self.cut = True
+            raise StopTraining(self.timeout_reason)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if self.cut:
+            self.record_epoch(trainer, epoch, metrics)
+            self.stop_at_timeout()
         super().on_epoch_end(trainer, epoch, metrics)
         if self.trial.should_prune():
             shown = f"{self.signal} {metrics[self.signal]:.4f}"
             raise optuna.TrialPruned(f"pruned at epoch {epoch} ({shown})")
+        if epoch < self.epochs and trainer.stop_reason is None and self.at_deadline(trainer):
+            self.stop_at_timeout()
+
+    def stop_at_timeout(self) -> NoReturn:
+        """PRUNED, the reason on the trial (``status`` tells it from the pruner's prunes)."""
+        keys.set_stop_reason(self.trial, self.timeout_reason)
+        raise optuna.TrialPruned(self.timeout_reason)
+
+
+def _duration(seconds: float) -> str:
+    """A timeout as a person gives it: "35 min", "90 s"."""
+    return f"{seconds / 60:.3g} min" if seconds >= 120 else f"{seconds:g} s"
