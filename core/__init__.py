@@ -14,10 +14,12 @@ from core.data import (
 )
 from core.encoding import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError
 from core.metrics import (
+    ERROR_KINDS,
     classify_error,
     compute_accuracy,
     compute_collatz_metrics,
     compute_exact_match,
+    error_kind,
     exact_match_mask,
 )
 from core.model import CollatzTransformer, ModelConfig
@@ -27,6 +29,7 @@ from core.trainer import Trainer
 __all__ = [
     "BOS",
     "EOS",
+    "ERROR_KINDS",
     "PAD",
     "BatchIterator",
     "Callback",
@@ -48,6 +51,7 @@ __all__ = [
     "compute_collatz_metrics",
     "compute_exact_match",
     "count_odd",
+    "error_kind",
     "exact_match_mask",
     "load_checkpoint",
     "load_weights",

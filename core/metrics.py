@@ -16,10 +16,13 @@ from core.collatz import check_odd_positive, long_step, loop_lengths
 from core.encoding import PAD, MultiBaseEncoder
 
 __all__ = [
+    "ERROR_KINDS",
     "classify_error",
     "compute_accuracy",
     "compute_collatz_metrics",
     "compute_exact_match",
+    "error_kind",
+    "error_kinds",
     "exact_match_mask",
 ]
 
@@ -106,18 +109,27 @@ def _rate_table(keys: list[Any], correct: list[bool]) -> dict[Any, dict[str, flo
     return {key: {"count": n, "exact_match": hits / n} for key, (n, hits) in sorted(counts.items())}
 
 
-def _error_kinds(values: list[int], correct: list[bool], decoded: list[int | None]) -> dict[str, int]:
-    """How many wrong rows are undecodable, of a wrong k′, of a wrong k, or other errors."""
-    kinds = {"undecodable": 0, "wrong_k_prime": 0, "wrong_k": 0, "other": 0}
+#: The kinds of a wrong answer, in the order reports show them (see ``error_kind``).
+ERROR_KINDS = ("wrong_k_prime", "wrong_k", "other", "undecodable")
+
+
+def error_kind(n: int, decoded: int | None) -> str:
+    """Why a wrong answer for ``n`` is wrong: ``decoded`` is the predicted integer, None when the
+    output did not decode; one of ``ERROR_KINDS``. The single classifier behind every taxonomy
+    (the training metrics here and the study report's per-class table)."""
+    if decoded is None:
+        return "undecodable"
+    if decoded == long_step(n):  # right integer, but the row was marked wrong: count as other
+        return "other"
+    return classify_error(n, decoded)
+
+
+def error_kinds(values: list[int], correct: list[bool], decoded: list[int | None]) -> dict[str, int]:
+    """How many wrong rows are of each of ``ERROR_KINDS`` (right rows are skipped)."""
+    kinds = dict.fromkeys(ERROR_KINDS, 0)
     for n, ok, p in zip(values, correct, decoded, strict=True):
-        if ok:
-            continue
-        if p is None:
-            kinds["undecodable"] += 1
-        elif p == long_step(n):  # right integer, but the targets row disagreed: count as other
-            kinds["other"] += 1
-        else:
-            kinds[classify_error(n, p)] += 1
+        if not ok:
+            kinds[error_kind(n, p)] += 1
     return kinds
 
 
@@ -141,7 +153,7 @@ def compute_collatz_metrics(
     decoded = encoder.decode_batch(pred)
     classes = [loop_lengths(v) for v in values]
 
-    kinds = _error_kinds(values, correct, decoded)
+    kinds = error_kinds(values, correct, decoded)
     total = len(values)
     errors = total - sum(correct)
 

@@ -14,6 +14,7 @@ from core import (
     compute_accuracy,
     compute_collatz_metrics,
     compute_exact_match,
+    error_kind,
     exact_match_mask,
     long_step,
     loop_lengths,
@@ -126,6 +127,15 @@ def test_classify_error_taxonomy_property(n: int) -> None:
 def test_classify_error_refuses_a_right_prediction() -> None:
     with pytest.raises(ValueError):
         classify_error(27, 31)
+
+
+def test_error_kind_adds_undecodable_to_classify_error() -> None:
+    """One classifier: a decoded answer is classified as classify_error does; no integer is
+    undecodable; a row marked wrong whose integer is κ(n) anyway counts as other."""
+    assert error_kind(27, None) == "undecodable"
+    assert error_kind(27, 62) == classify_error(27, 62) == "wrong_k_prime"  # 2·κ(27)
+    assert error_kind(7, 11) == "wrong_k" and error_kind(97, 1000) == "other"
+    assert error_kind(27, 31) == "other"
 
 
 def test_collatz_metrics_on_hand_built_predictions() -> None:
