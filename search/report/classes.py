@@ -1,9 +1,10 @@
 """Where the best trial's errors are: held-out exact match per (k, k′) class, every class with
-enough inputs, failing classes first, each with its count and 95 % interval.
+enough inputs, failing classes first, each with its count, 95 % interval and wrong answers by kind.
 
-The counts come from the trial's ``test_predictions.csv`` (one row per held-out input: k, k′,
-correct), read through the retrying client; a run without it falls back to the per-class MLflow
-metrics, with counts estimated from the class's share 2^-(k+k′) of the test size (marked ``≈``).
+The counts come from the trial's ``test_predictions.csv`` (one row per held-out input: n, predicted,
+correct, k, k′), read through the retrying client; each wrong answer is classified by core's
+``error_kind``. A run without it falls back to the per-class MLflow metrics, with counts estimated
+from the class's share 2^-(k+k′) of the test size (marked ``≈``) and no kinds of error.
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ from __future__ import annotations
 import csv
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.metrics import ERROR_KINDS, error_kind
 from search.stats import Interval, wilson
 from search.tracking import names
 
-__all__ = ["MIN_CLASS_INPUTS", "ClassRow", "ClassTable", "class_table", "read_predictions"]
+__all__ = [
+    "MIN_CLASS_INPUTS",
+    "ClassRow",
+    "ClassTable",
+    "class_table",
+    "errors_by_class",
+    "read_predictions",
+]
 
 MIN_CLASS_INPUTS = 20  # a class is listed with this many held-out inputs (fewer: summed in one line)
 SOLVED = 1.0  # a class below this exact match is failing
@@ -31,6 +40,8 @@ class ClassRow:
     count: int
     right: int
     estimated: bool = False  # count from the class's share of the test size, not from predictions
+    # wrong answers per kind of core.metrics.ERROR_KINDS; None when there are no predictions to read
+    errors: Mapping[str, int] | None = field(default=None, hash=False)
 
     @property
     def interval(self) -> Interval:
@@ -57,6 +68,13 @@ class ClassTable:
     def failing(self) -> list[ClassRow]:
         return [r for r in self.rows + self.small if r.failing]
 
+    def error_counts(self) -> dict[str, int] | None:
+        """Wrong answers per kind over the whole held-out set; None without predictions."""
+        every = self.rows + self.small
+        if any(r.errors is None for r in every):
+            return None
+        return {kind: sum(r.errors[kind] for r in every if r.errors is not None) for kind in ERROR_KINDS}
+
     def small_note(self) -> str | None:
         """One line on the classes too small to list, naming those with errors."""
         if not self.small:
@@ -70,8 +88,16 @@ class ClassTable:
         return line + (": errors in " + ", ".join(bad) if bad else "")
 
     def to_json(self) -> list[dict[str, Any]]:
+        """One record per class: counts, interval, and wrong answers per kind (None: not known)."""
         return [
-            {"k": r.k, "k_prime": r.kp, "inputs": r.count, "right": r.right, **r.interval.as_dict()}
+            {
+                "k": r.k,
+                "k_prime": r.kp,
+                "inputs": r.count,
+                "right": r.right,
+                **r.interval.as_dict(),
+                **{kind: None if r.errors is None else r.errors[kind] for kind in ERROR_KINDS},
+            }
             for r in self.rows + self.small
         ]
 
@@ -92,12 +118,14 @@ def class_table(
 ) -> ClassTable | None:
     """The per-class table from the predictions, else from the run's per-class test metrics."""
     if predictions is not None:
+        rows = list(predictions)
         counts: dict[tuple[int, int], list[int]] = {}
-        for row in predictions:
+        for row in rows:
             c = counts.setdefault((int(row["k"]), int(row["k_prime"])), [0, 0])
             c[0] += 1
             c[1] += int(row["correct"])
-        classes = [ClassRow(k, kp, n, right) for (k, kp), (n, right) in counts.items()]
+        kinds = errors_by_class(rows)
+        classes = [ClassRow(k, kp, n, right, errors=kinds[k, kp]) for (k, kp), (n, right) in counts.items()]
         source = f"the best trial's {names.TEST_PREDICTIONS_ARTIFACT}"
     else:
         classes = _from_metrics(metrics, test_n)
@@ -108,6 +136,18 @@ def class_table(
     big.sort(key=lambda r: (not r.failing, r.right / r.count if r.failing else 0.0, -r.count, r.k, r.kp))
     small = sorted((r for r in classes if r.count < MIN_CLASS_INPUTS), key=lambda r: (-r.count, r.k, r.kp))
     return ClassTable(big, small, source)
+
+
+def errors_by_class(predictions: Iterable[Mapping[str, str]]) -> dict[tuple[int, int], dict[str, int]]:
+    """Wrong answers per (k, k′) class and kind (core's ``error_kind`` of n and the predicted
+    integer, empty when undecodable), from rows of test_predictions.csv; every class present."""
+    out: dict[tuple[int, int], dict[str, int]] = {}
+    for row in predictions:
+        kinds = out.setdefault((int(row["k"]), int(row["k_prime"])), dict.fromkeys(ERROR_KINDS, 0))
+        if not int(row["correct"]):
+            predicted = row["predicted"]
+            kinds[error_kind(int(row["n"]), int(predicted) if predicted else None)] += 1
+    return out
 
 
 def _from_metrics(metrics: Mapping[str, float], test_n: int | None) -> list[ClassRow]:

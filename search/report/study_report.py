@@ -1,6 +1,6 @@
 """The study report of `collatz-hpo report`: the trials table, a best-trial summary with every
-accuracy's 95 % interval, where the best trial's errors are (per class), whether the leaders can be
-told apart, the seed replicates, and PNG plots that name what they plot."""
+accuracy's 95 % interval, where the best trial's errors are (per class) and of what kind, whether
+the leaders can be told apart, the seed replicates, and PNG plots that name what they plot."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 from search.errors import CollatzHpoError
-from search.report import classes
+from search.report import classes, error_kinds
 from search.report.leaders import leaders_markdown, paired_tests, replicates_markdown
 from search.stats import Interval
 from search.study.table import Figures, leaders, replicate_groups, study_figures, trials_table
@@ -83,7 +83,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     (out / "best_trial.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report.files.append(out / "best_trial.json")
     sections = _markdown(summary, report)
-    sections += classes.markdown(table) if table is not None else []
+    sections += classes.markdown(table) + error_kinds.markdown(table) if table is not None else []
     sections += leaders_markdown(lead, paired)
     sections += replicates_markdown(replicate_groups(study.get_trials(deepcopy=False)), fig)
     sections += _files(report)
@@ -157,6 +157,7 @@ def _summary(
         "mlflow_run_id": keys.run_id(best),
         "test_exact_match_by_class": by_class,
         "classes": table.to_json() if table else [],
+        "error_kinds": error_kinds.to_json(table) if table else None,
         "param_importances": importances,
         "notes": notes,
     }

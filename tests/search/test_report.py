@@ -14,6 +14,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from outage_helpers import drop_first_call
 
+from core.metrics import ERROR_KINDS
+
 # ``exported_tiny`` (tests/search/conftest.py): studies/tiny.toml launched in its own store.
 ExportedStudy = Any
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -335,3 +337,121 @@ def test_report_says_which_leaders_cannot_be_told_apart(tmp_path: Path) -> None:
         "## Seed replicates" in markdown
         and "| trial 0 | 2 | 94.00 ±1.41 % over 2 seeds (mean in 81.29–100.00;" in markdown
     )
+
+
+# --- why the failing classes fail: wrong answers by kind ------------------------------------------
+
+# (k, k′) → inputs and the kinds of its wrong answers, each built below from κ(n) and checked with
+# core's error_kind: (2, 1) holds n = 27 answered 62 = 2·κ(27), the paper's κ·2^l error
+TAXONOMY = {
+    (1, 1): (30, []),
+    (1, 2): (25, ["wrong_k_prime"] * 3 + ["undecodable"] * 2),
+    (2, 1): (24, ["wrong_k_prime", "wrong_k", "wrong_k", "other"]),
+    (3, 1): (22, ["wrong_k_prime", "undecodable"]),
+    (5, 1): (3, ["other"]),  # too small to be listed: only in the whole set's line
+}
+
+
+def _wrong_answer(n: int, kind: str) -> str:
+    """A wrong prediction of ``kind`` for n, as test_predictions.csv holds it ("" undecodable)."""
+    from core.collatz import long_step, loop_lengths
+    from core.metrics import error_kind
+
+    kappa, (k, _) = long_step(n), loop_lengths(n)
+    made = {
+        "wrong_k_prime": 2 * kappa,  # one halving too few
+        "wrong_k": 3 * ((n + 1) >> (k - 1)) - 1 if k > 1 else None,  # stopped one (3x+1)/2 step early
+        "other": kappa + 2,
+        "undecodable": None,
+    }[kind]
+    assert error_kind(n, made) == kind, (n, made)  # the real classifier agrees with the intent
+    return "" if made is None else str(made)
+
+
+def _taxonomy_run(exported_tiny: ExportedStudy, tmp_path: Path, predictions: bool = True) -> tuple[str, str]:
+    """A run with test_predictions.csv of real inputs of each TAXONOMY class (n = 27 first, then
+    odd n from 10,001 on) and per-class test metrics; without the CSV when ``predictions`` is False."""
+    import csv
+
+    from core.collatz import long_step, loop_lengths
+
+    inputs: dict[tuple[int, int], list[int]] = {c: [27] if c == (2, 1) else [] for c in TAXONOMY}
+    n = 10_001
+    while any(len(inputs[c]) < count for c, (count, _) in TAXONOMY.items()):
+        c = loop_lengths(n)
+        if c in inputs and len(inputs[c]) < TAXONOMY[c][0]:
+            inputs[c].append(n)
+        n += 2
+    client = exported_tiny.store.client()
+    run_id = client.create_run(client.create_experiment(f"report-kinds-{tmp_path.name}")).info.run_id
+    path = tmp_path / "test_predictions.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["n", "kappa", "predicted", "correct", "k", "k_prime"])
+        for (k, kp), (count, wrong) in TAXONOMY.items():
+            for i, n in enumerate(inputs[k, kp]):
+                answer = _wrong_answer(n, wrong[i]) if i < len(wrong) else str(long_step(n))
+                writer.writerow([n, long_step(n), answer, int(i >= len(wrong)), k, kp])
+            client.log_metric(run_id, f"test_exact_match_k{k}_kp{kp}", 1 - len(wrong) / count)
+    if predictions:
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id)
+    return run_id, exported_tiny.store.mlflow_url
+
+
+def _kinds_by_class(records: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, int]]:
+    return {(r["k"], r["k_prime"]): {kind: r[kind] for kind in ERROR_KINDS} for r in records}
+
+
+def test_failing_classes_wrong_answers_by_kind(exported_tiny: ExportedStudy, tmp_path: Path) -> None:
+    from search.report.study_report import write_report
+
+    run_id, url = _taxonomy_run(exported_tiny, tmp_path)
+    write_report(_figures_study(run_id), tmp_path / "r", url)
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    head = "### Why the failing classes fail: wrong answers by kind"
+    assert markdown.index("### Held-out exact match per (k, k′) class") < markdown.index(head)
+    section = markdown[markdown.index(head) :].split("\n\n")
+    assert "- **wrong k′ (κ·2^l)**: the right arithmetic with a wrong number of halvings" in section[1]
+    assert section[3].splitlines() == [
+        "| k | k′ | wrong | wrong k′ (κ·2^l) | wrong k | wrong digits | undecodable |",
+        "|---|---|---|---|---|---|---|",
+        "| 1 | 2 | 5 | 3 | 0 | 0 | 2 |",  # failing classes in the table's order: 80 %, 83 %, 91 %
+        "| 2 | 1 | 4 | 1 | 2 | 1 | 0 |",
+        "| 3 | 1 | 2 | 1 | 0 | 0 | 1 |",
+        "| all | all | 12 | 5 (41.7 %) | 2 (16.7 %) | 2 (16.7 %) | 3 (25.0 %) |",
+    ]
+    expected = {c: {kind: wrong.count(kind) for kind in ERROR_KINDS} for c, (_, wrong) in TAXONOMY.items()}
+    csv_rows = pd.read_csv(tmp_path / "r" / "best_trial_classes.csv").to_dict("records")
+    assert {(r["k"], r["k_prime"]): {kind: r[kind] for kind in ERROR_KINDS} for r in csv_rows} == expected
+    summary = json.loads((tmp_path / "r" / "best_trial.json").read_text())
+    assert {
+        (c["k"], c["k_prime"]): {kind: c[kind] for kind in ERROR_KINDS} for c in summary["classes"]
+    } == expected
+    counts = {"wrong_k_prime": 5, "wrong_k": 2, "other": 2, "undecodable": 3}
+    assert summary["error_kinds"] == {
+        "errors": 12,
+        "counts": counts,
+        "shares": {kind: c / 12 for kind, c in counts.items()},
+    }
+
+
+def test_a_run_without_predictions_says_so_in_one_line(exported_tiny: ExportedStudy, tmp_path: Path) -> None:
+    """An old run (per-class metrics, no test_predictions.csv): one line instead of the kinds."""
+    from search.report.study_report import write_report
+
+    run_id, url = _taxonomy_run(exported_tiny, tmp_path, predictions=False)
+    write_report(_figures_study(run_id), tmp_path / "r", url)
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    assert "| 3 | 1 | ≈" in markdown  # the class table, estimated from the metrics
+    assert "wrong answers by kind" not in markdown and "| wrong k′" not in markdown
+    note = [line for line in markdown.splitlines() if line.startswith("Kinds of error not known")]
+    assert note == [
+        "Kinds of error not known: the best trial's run kept no test_predictions.csv "
+        "(an older run), so its wrong answers cannot be read."
+    ]
+    summary = json.loads((tmp_path / "r" / "best_trial.json").read_text())
+    assert summary["error_kinds"] is None
+    assert summary["classes"] and all(c[kind] is None for c in summary["classes"] for kind in ERROR_KINDS)
+    table = pd.read_csv(tmp_path / "r" / "best_trial_classes.csv")
+    assert table[list(ERROR_KINDS)].isna().all().all()
