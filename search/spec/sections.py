@@ -3,7 +3,7 @@
 ::
 
     [study]            name, metric, direction, n_trials, timeout, timeout_stops_trials, sampler,
-                       seed, retries
+                       seed, retries, stratify
     [study.pruner]     type, n_startup_trials, n_warmup_steps, min_resource, reduction_factor
     [study.warm_start] study, top_k
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
@@ -161,6 +161,9 @@ class StudySection(Section):
     # reported negated to a maximized study, so the pruner compares in the study's direction
     prune_on: Metric | None = None
     warm_start: WarmStart | None = None
+    # a [search] parameter with choices whose every value gets the same number of search trials,
+    # each pruned against its own value's trials only (checked against [search] by StudyConfig)
+    stratify: str | None = None
 
     @field_validator("name")
     @classmethod

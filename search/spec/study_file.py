@@ -4,7 +4,7 @@ A study file has these sections (see ``studies/*.toml``; each one's keys and def
 :mod:`search.spec.sections`)::
 
     [study]            name, metric, direction, n_trials, timeout, timeout_stops_trials, sampler,
-                       seed, retries
+                       seed, retries, stratify
     [study.pruner]     type, n_startup_trials, n_warmup_steps, min_resource, reduction_factor
     [data]             range = [lo, hi] (odd n with lo <= n < hi), train/val/test sizes, seed
     [training]         epochs, samples_per_epoch, batch sizes, optimizer, scheduler, device, ...
@@ -116,6 +116,32 @@ class StudyConfig(Section):
                     f"(valid heads differ: {sorted(heads)})",
                     ("search", "nhead"),
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_stratify(self) -> StudyConfig:
+        """``[study] stratify`` names a ``[search]`` parameter given as choices.
+
+        A study-level key, like ``sampler`` and ``pruner``, because it changes how the study asks
+        and prunes (``search.study.strata``), not what the parameter may take; the parameter keeps
+        its usual ``{ choices = [...] }`` form, so warm starts and grids read it unchanged.
+        """
+        name = self.study.stratify
+        if name is None:
+            return self
+        where = ("study", "stratify")
+        if name not in SearchSpace.model_fields:
+            raise KeyedError(did_you_mean(name, list(SearchSpace.model_fields), "[search] parameter"), where)
+        param = getattr(self.search, name)
+        if name == "nhead":
+            raise KeyedError("nhead cannot be stratified: the heads on offer depend on d_model", where)
+        if not isinstance(param, Categorical):
+            form = "not set" if param is None else "fixed" if isinstance(param, Fixed) else "a range"
+            raise KeyedError(
+                f"search.{name} is {form}; only a parameter searched with {{ choices = [...] }} "
+                "can be stratified",
+                where,
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
