@@ -14,6 +14,7 @@ from search import keys
 from search.errors import StudyError
 from search.spec.space import grid_search_space, nhead_param_name
 from search.spec.study_file import Categorical, Fixed, FloatRange, IntRange, Param, SearchSpace
+from search.study.strata import StratifiedPruner, StratifiedSampler, strata
 
 if TYPE_CHECKING:
     from search.spec.study_file import StudyConfig
@@ -22,11 +23,19 @@ __all__ = ["enqueue_grid", "enqueue_warm_start", "make_pruner", "make_sampler", 
 
 
 def make_sampler(cfg: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler; seeded ``seed + worker_index``: distinct per worker, reproducible for one."""
-    seed = cfg.study.seed + worker_index
+    """The study's sampler; seeded ``seed + worker_index``: distinct per worker, reproducible for one.
+    A stratified study's sampler learns from the trials of each value apart (``search.study.strata``)."""
+    sampler = _sampler(cfg, cfg.study.seed + worker_index)
+    name = cfg.study.stratify
+    return StratifiedSampler(sampler, name) if name is not None else sampler
+
+
+def _sampler(cfg: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
     kind = cfg.study.sampler
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, max(1, cfg.study.n_trials // 3)))
+        # TPE starts on a third of the trials it learns from (a stratified study's: one value's)
+        trials = cfg.study.n_trials // len(strata(cfg) or [None])
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, max(1, trials // 3)))
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "gp":
@@ -40,6 +49,15 @@ def make_sampler(cfg: StudyConfig, worker_index: int = 0) -> optuna.samplers.Bas
 
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    """The study's pruner; a stratified study's compares a trial with its own value's trials only."""
+    pruner = _pruner(cfg)
+    name = cfg.study.stratify
+    if name is None or isinstance(pruner, optuna.pruners.NopPruner):
+        return pruner
+    return StratifiedPruner(pruner, name)
+
+
+def _pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     p = cfg.study.pruner
     if p.type == "median":
         return optuna.pruners.MedianPruner(

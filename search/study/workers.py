@@ -5,6 +5,7 @@ trial (run → tell → parent-run update).
 finish exactly ``n_trials`` COMPLETE + PRUNED trials: failed or interrupted trials do not
 count and are replaced; final runs and seed replicates do not count either. Once the search is
 done, with ``[confirm]``, the workers run the seed replicates of its leaders (``study.leaders``).
+A stratified study (``[study] stratify``) fixes the new trial's value there too (``study.strata``).
 Worker processes (``launch --workers N``): ``study.processes``; the final run: ``study.final``.
 """
 
@@ -24,6 +25,7 @@ from search.errors import StudyError
 from search.events import Log, TrialEvent, report
 from search.locations import mask
 from search.signals import ignore_signals
+from search.study import strata
 from search.study.leaders import next_replicate
 from search.study.opening import OpenStudy, close_failed_runs, summarize
 from search.study.storage import heartbeat
@@ -128,8 +130,9 @@ class Worker:
             done, running = keys.counted(counts), counts["running"]
             if done + running < self.target:
                 enqueue_retries(opened.study, opened.cfg.study.max_retries)  # interrupted, dead locally
-                # ask() takes a WAITING trial (a retry or a grid point) first, else samples one
-                self.current = opened.study.ask()
+                # a WAITING trial (a retry, a grid point) first, else a new one: a stratified study's
+                # with the value that has the fewest trials, fixed before the sampler samples the rest
+                self.current = strata.ask(opened)
                 keys.mark_worker(self.current)
                 return Next.RUN
             if done >= self.target and opened.cfg.confirm is not None:  # the search is done: [confirm]

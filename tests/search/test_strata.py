@@ -1,13 +1,40 @@
-"""Stratified studies (``[study] stratify = "base"``): the study file's key, checked before anything
-is written."""
+"""Stratified studies (``[study] stratify = "base"``): every base gets the same number of search
+trials, each sampled and pruned among its own base's trials only. Real Optuna studies: the
+worker's ask path on sqlite (in this process and in two worker processes), in-memory studies for
+the pruners and the sampler."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from cli_helpers import assert_one_line_error, run_main
+from optuna.trial import FrozenTrial, TrialState
+from strata_helpers import Body, open_in, worker_process
+
+from search import keys
+from search.spec.space import suggest
+from search.spec.study_file import StudyConfig, parse_study
+from search.study.leaders import claim
+from search.study.samplers import make_pruner, make_sampler
+from search.study.strata import StratifiedSampler, enqueue_stratum, stratum_of
+from search.study.workers import Worker
+
+STRATIFY = 'stratify = "base"'
+
+
+def _cfg(hpo: Any, n_trials: int = 12, extra: str = STRATIFY, **kw: Any) -> StudyConfig:
+    return parse_study(tomllib.loads(hpo.study_toml("strata", n_trials=n_trials, study_extra=extra, **kw)))
+
+
+def _counted_bases(trials: list[FrozenTrial]) -> Counter[int]:
+    return Counter(t.params["base"] for t in trials if t.state in keys.COUNTED)
+
 
 # --- the study file --------------------------------------------------------------------------------
 
@@ -39,7 +66,122 @@ def test_only_a_searched_categorical_can_be_stratified(
 # --- equal trials per base -------------------------------------------------------------------------
 
 
+def test_each_base_gets_the_same_number_of_trials(tmp_path: Path, hpo: Any) -> None:
+    opened = open_in(tmp_path, _cfg(hpo, n_trials=12))
+    Worker(opened, log=lambda _m: None, trial_body=Body(fail=(4,))).run()
+    trials = opened.study.get_trials()
+    assert _counted_bases(trials) == {16: 4, 24: 4, 32: 4}
+    # ties go by the order of the choices; a failed trial is replaced in its own base
+    assert [t.params["base"] for t in trials[:6]] == [16, 24, 32, 16, 24, 24]
+    assert trials[4].state == TrialState.FAIL and trials[5].state == TrialState.COMPLETE
+
+
+def test_two_worker_processes_on_sqlite_split_the_trials_evenly(tmp_path: Path, hpo: Any) -> None:
+    """Under the study lock "count, choose the base, ask" is one step: exactly equal counts."""
+    cfg = _cfg(hpo, n_trials=12)
+    open_in(tmp_path, cfg)  # both stores exist before the workers start, as with `launch`
+    ctx = mp.get_context("spawn")
+    ready = ctx.Barrier(2)
+    procs = [
+        ctx.Process(target=worker_process, args=(str(tmp_path), cfg.to_dict(), i, ready)) for i in (0, 1)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        assert p.exitcode == 0
+    trials = open_in(tmp_path, cfg).study.get_trials()
+    assert _counted_bases(trials) == {16: 4, 24: 4, 32: 4} and len(trials) == 12
+    assert len({t.user_attrs[keys.WORKER_ATTR]["pid"] for t in trials}) == 2  # both workers ran trials
+
+
+def test_a_trial_taken_by_another_worker_is_chosen_again(
+    tmp_path: Path, hpo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a storage without the study lock another worker may take the trial just enqueued: the
+    worker then chooses again, so no new trial runs with a base the sampler drew."""
+    from search.study import strata
+
+    opened = open_in(tmp_path, _cfg(hpo))
+    other = optuna.load_study(study_name=opened.study.study_name, storage=opened.storage)
+    taken: list[optuna.Trial] = []
+
+    def racing(o: Any, frozen: FrozenTrial) -> optuna.Trial | None:
+        if not taken:
+            taken.append(other.ask())  # the other worker's plain ask takes the queued trial first
+        return claim(o, frozen)
+
+    monkeypatch.setattr(strata, "claim", racing)
+    mine = strata.ask(opened)
+    assert (taken[0].number, mine.number) == (0, 1)
+    assert [stratum_of(t, "base") for t in opened.study.get_trials()] == [16, 24]
+
+
 # --- sampling and pruning within a base --------------------------------------------------------------
+
+
+class Spy(optuna.samplers.RandomSampler):
+    """A sampler that records, for each sampled parameter, the bases of the trials it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.shown: list[tuple[int, set[int]]] = []
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, dist: Any) -> Any:
+        bases = {stratum_of(t, "base") for t in study.get_trials(deepcopy=False)}
+        self.shown.append((stratum_of(trial, "base"), bases))
+        return super().sample_independent(study, trial, name, dist)
+
+
+def test_the_sampler_learns_from_its_own_base_only(hpo: Any) -> None:
+    cfg = _cfg(hpo, n_trials=9)
+    spy = Spy()
+    study = optuna.create_study(direction="maximize", sampler=StratifiedSampler(spy, "base"))
+    for _ in range(9):
+        assert enqueue_stratum(study, cfg) is not None
+        trial = study.ask()
+        params = suggest(trial, cfg.search)
+        study.tell(trial, params["lr"])
+    assert [t.params["base"] for t in study.trials] == [16, 24, 32] * 3
+    assert spy.shown and all(bases == {base} for base, bases in spy.shown)
+
+
+PRUNERS = {
+    "median": 'type = "median"\nn_startup_trials = 1\nn_warmup_steps = 0',
+    "successive_halving": 'type = "successive_halving"\nmin_resource = 1\nreduction_factor = 2',
+    # max_resource = epochs = 2 < min_resource x reduction_factor: one bracket, so the trials compete
+    "hyperband": 'type = "hyperband"\nmin_resource = 1\nreduction_factor = 3',
+}
+
+
+def _trial(study: optuna.Study, cfg: StudyConfig, base: int, value: float) -> TrialState:
+    """A search trial of ``base`` reporting ``value`` at epochs 1 and 2, pruned if the pruner says so."""
+    study.enqueue_trial({"base": base})
+    trial = study.ask()
+    suggest(trial, cfg.search)
+    for step in (1, 2):
+        trial.report(value, step)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            return TrialState.PRUNED
+    study.tell(trial, value)
+    return TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("pruner", list(PRUNERS))
+def test_a_slow_base_is_pruned_only_against_its_own_trials(hpo: Any, pruner: str) -> None:
+    """Base 24's trials report far better values than base 2's: a base-2 trial better than base 2's
+    earlier ones survives when stratified, and is pruned by base 24's values when not."""
+    ends = {}
+    for extra in (STRATIFY, ""):
+        cfg = _cfg(hpo, extra=extra, pruner=PRUNERS[pruner], base="{ choices = [2, 24] }", epochs=2)
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg), pruner=make_pruner(cfg))
+        for base, value in [(24, 0.9), (24, 0.85), (24, 0.8), (2, 0.05), (2, 0.08)]:
+            _trial(study, cfg, base, value)
+        ends[extra] = (_trial(study, cfg, 2, 0.1), _trial(study, cfg, 24, 0.5))
+    # stratified: base 2's trial survives; base 24's weak trial is still pruned by its own base
+    assert ends[STRATIFY] == (TrialState.COMPLETE, TrialState.PRUNED)
+    assert ends[""] == (TrialState.PRUNED, TrialState.PRUNED)
 
 
 # --- the report -------------------------------------------------------------------------------------
