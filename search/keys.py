@@ -48,6 +48,7 @@ STOP_REASON_ATTR = "stop_reason"
 TEST_EXACT_MATCH_ATTR = "test_exact_match"
 COMPUTE_SECONDS_ATTR = "compute_seconds"  # inside training, validation and test evaluation
 TRAIN_STEPS_ATTR = "train_steps"
+TRAIN_SAMPLES_ATTR = "train_samples"  # training samples seen: a stratified study's budget per value
 WARM_START_ATTR = "warm_start_from"  # "<study>:<trial>" a warm-started trial took its params from
 FINAL_ATTR = "final"  # the final run (best configuration trained longer): its budget in seconds
 FINAL_OF_ATTR = "final_of"  # the trial whose configuration the final run trains
@@ -68,6 +69,7 @@ ATTEMPT_ATTRS = (
     TEST_EXACT_MATCH_ATTR,
     COMPUTE_SECONDS_ATTR,
     TRAIN_STEPS_ATTR,
+    TRAIN_SAMPLES_ATTR,
     RESUMED_ATTR,
     RETRY_ATTR,
 )
@@ -229,6 +231,11 @@ def train_steps(trial: FrozenTrial) -> int:
     return trial.user_attrs.get(TRAIN_STEPS_ATTR, 0)
 
 
+def train_samples(trial: FrozenTrial) -> int | None:
+    """Training samples the trial saw itself (None: recorded before samples were)."""
+    return trial.user_attrs.get(TRAIN_SAMPLES_ATTR)
+
+
 def record_result(trial: optuna.Trial, test_exact_match: float | None, stop_reason: str | None) -> None:
     """What a trial that trained to its end measured on the held-out test set."""
     if test_exact_match is not None:
@@ -237,12 +244,13 @@ def record_result(trial: optuna.Trial, test_exact_match: float | None, stop_reas
         set_stop_reason(trial, stop_reason)
 
 
-def record_cost(trial: optuna.Trial, seconds: float, steps: int) -> None:
-    """Where a trial's time went (read by ``benchmarks/bench_study.py`` and the trials table): what
-    this trial computed itself, so a sum over trials counts each second once (what a retried trial
-    took over from its checkpoint is in ``resumed``)."""
+def record_cost(trial: optuna.Trial, seconds: float, steps: int, samples: int = 0) -> None:
+    """Where a trial's time went (read by ``benchmarks/bench_study.py``, the trials table and the
+    report's budget per stratum): what this trial computed itself, so a sum over trials counts each
+    second once (what a retried trial took over from its checkpoint is in ``resumed``)."""
     trial.set_user_attr(COMPUTE_SECONDS_ATTR, round(seconds, 3))
     trial.set_user_attr(TRAIN_STEPS_ATTR, steps)
+    trial.set_user_attr(TRAIN_SAMPLES_ATTR, samples)
 
 
 def first_attempt(trial: FrozenTrial | optuna.Trial) -> int:

@@ -38,6 +38,7 @@ class TrialOutcome:
     reason: str | None = None
     compute_seconds: float = 0.0  # inside training, validation and test evaluation
     train_steps: int = 0
+    train_samples: int = 0
     interrupted: bool = False
 
 

@@ -60,11 +60,11 @@ class ReportingCallback(Callback):
         self.by_samples = cfg.study.pruner.unit == "samples"
         # what this trial computed itself (a resumed one: since its checkpoint), for the cost records
         self.compute_seconds = 0.0  # inside training and validation
-        self.train_steps = 0
-        self.first_step = 0  # the trainer's step when training (or resuming) began
+        self.train_steps = self.train_samples = 0
+        self.first_step = self.first_sample = 0  # the trainer's counts when training (or resuming) began
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.first_step = trainer.global_step
+        self.first_step, self.first_sample = trainer.global_step, trainer.samples_seen
 
     def step_of(self, trainer: Trainer, epoch: int) -> int:
         """The pruner's step at the end of ``epoch``: the epoch, or the samples seen by then."""
@@ -88,6 +88,7 @@ class ReportingCallback(Callback):
         """The epoch's cost on this callback, its metrics (per class too) on the MLflow run."""
         self.compute_seconds += metrics.get("epoch_time", 0.0) + metrics.get("val_time", 0.0)
         self.train_steps = trainer.global_step - self.first_step
+        self.train_samples = trainer.samples_seen - self.first_sample
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         if trainer.last_val_correct is not None:
             rates = per_class_rates(trainer.last_val_correct.cpu().numpy(), self.val.k, self.val.k_prime)

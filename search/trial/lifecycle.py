@@ -171,18 +171,20 @@ class TrialRun:
         if self.run_id is None:
             return outcome
         if self.callback is not None:
-            outcome.compute_seconds, outcome.train_steps = (
-                self.callback.compute_seconds,
-                self.callback.train_steps,
-            )
+            cb = self.callback
+            outcome.compute_seconds, outcome.train_steps = cb.compute_seconds, cb.train_steps
+            outcome.train_samples = cb.train_samples
         if outcome.interrupted:
             with contextlib.suppress(Exception):  # what it computed: counted once, not again by a retry
-                keys.record_cost(self.trial, outcome.compute_seconds, outcome.train_steps)
+                self.record_cost(outcome)
             with contextlib.suppress(Exception), self.env.tracker.client.impatient():
                 outcome = self.close(outcome)
             return outcome
-        keys.record_cost(self.trial, outcome.compute_seconds, outcome.train_steps)
+        self.record_cost(outcome)
         return self.close(outcome)
+
+    def record_cost(self, outcome: TrialOutcome) -> None:
+        keys.record_cost(self.trial, outcome.compute_seconds, outcome.train_steps, outcome.train_samples)
 
     def close(self, out: TrialOutcome) -> TrialOutcome:
         """Upload the checkpoints and close the run. A failure here (a full artifact store, a server
