@@ -1,6 +1,7 @@
 """The study report of `collatz-hpo report`: the trials table, a best-trial summary with every
-accuracy's 95 % interval, where the best trial's errors are (per class) and of what kind, whether
-the leaders can be told apart, the seed replicates, and PNG plots that name what they plot."""
+accuracy's 95 % interval, the best trial per base (per value of a stratified parameter) with the
+budget each had, where the best trial's errors are (per class) and of what kind, whether the
+leaders can be told apart, the seed replicates, and PNG plots that name what they plot."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 from search.errors import CollatzHpoError
-from search.report import classes, error_kinds
+from search.report import classes, error_kinds, strata
 from search.report.leaders import leaders_markdown, paired_tests, replicates_markdown
 from search.stats import Interval
 from search.study.table import Figures, leaders, replicate_groups, study_figures, trials_table
@@ -80,9 +81,9 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     lead = leaders(study, fig)
     paired = paired_tests(lead, _correct_of(client)) if lead is not None and client is not None else []
     summary = _summary(study, fig, best, table, importances, report.notes)
+    sections = _markdown(summary, report) + _by_stratum(study, fig, summary)
     (out / "best_trial.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report.files.append(out / "best_trial.json")
-    sections = _markdown(summary, report)
     sections += classes.markdown(table) + error_kinds.markdown(table) if table is not None else []
     sections += leaders_markdown(lead, paired)
     sections += replicates_markdown(replicate_groups(study.get_trials(deepcopy=False)), fig)
@@ -90,6 +91,19 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     (out / "summary.md").write_text("\n".join(sections) + "\n")  # lists the files written before it
     report.files.append(out / "summary.md")
     return report
+
+
+def _by_stratum(study: optuna.Study, fig: Figures, summary: dict[str, Any]) -> list[str]:
+    """The best trial per value of the stratified parameter (or per base): summary.md's section,
+    and ``by_stratum`` in the summary (None: no such parameter)."""
+    found = strata.stratified_param(study)
+    summary["by_stratum"] = None
+    if found is None:
+        return []
+    name, stratified = found
+    groups = strata.by_stratum(study, name, fig.maximize)
+    summary["by_stratum"] = strata.to_json(name, groups, fig)
+    return strata.markdown(name, groups, fig, stratified)
 
 
 def _correct_of(client: Any) -> Callable[[FrozenTrial], dict[str, bool] | None]:

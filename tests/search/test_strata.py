@@ -1,10 +1,12 @@
 """Stratified studies (``[study] stratify = "base"``): every base gets the same number of search
-trials, each sampled and pruned among its own base's trials only. Real Optuna studies: the
-worker's ask path on sqlite (in this process and in two worker processes), in-memory studies for
-the pruners and the sampler."""
+trials, each sampled and pruned among its own base's trials only, and the report's table of the
+best trial per base shows what each base was given. Real Optuna studies throughout: the worker's
+ask path on sqlite (in this process and in two worker processes), in-memory studies for the
+pruners and the sampler, a hand-made study for the report."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import tomllib
 from collections import Counter
@@ -14,12 +16,14 @@ from typing import Any
 import optuna
 import pytest
 from cli_helpers import assert_one_line_error, run_main
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from strata_helpers import Body, open_in, worker_process
 
 from search import keys
 from search.spec.space import suggest
 from search.spec.study_file import StudyConfig, parse_study
+from search.stats import wilson
 from search.study.leaders import claim
 from search.study.samplers import make_pruner, make_sampler
 from search.study.strata import StratifiedSampler, enqueue_stratum, stratum_of
@@ -185,3 +189,97 @@ def test_a_slow_base_is_pruned_only_against_its_own_trials(hpo: Any, pruner: str
 
 
 # --- the report -------------------------------------------------------------------------------------
+
+
+def _bases_study(stratify: bool = True) -> optuna.Study:
+    """Base 24: two complete trials and a pruned one; base 2: one complete, one pruned, one failed;
+    base 32: one pruned. Exact match on 2,000 validation and 5,000 held-out inputs."""
+    study = optuna.create_study(study_name="bases", direction="maximize")
+    section = {"metric": "val_exact_match", **({"stratify": "base"} if stratify else {})}
+    search = {"base": {"choices": [2, 24, 32]}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+    study.set_user_attr(
+        "config", {"study": section, "data": {"val_size": 2000, "test_size": 5000}, "search": search}
+    )
+    dists = {"base": CategoricalDistribution([2, 24, 32]), "lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    rows = [
+        (24, TrialState.COMPLETE, 0.95, 0.94, 300_000),
+        (24, TrialState.COMPLETE, 0.90, 0.91, 300_000),
+        (24, TrialState.PRUNED, None, None, 100_000),
+        (2, TrialState.COMPLETE, 0.02, 0.01, 300_000),
+        (2, TrialState.PRUNED, None, None, 100_000),
+        (2, TrialState.FAIL, None, None, 50_000),
+        (32, TrialState.PRUNED, None, None, 100_000),
+    ]
+    for base, state, value, test, samples in rows:
+        params = {"base": base, "lr": 1e-3}
+        attrs: dict[str, Any] = {
+            "params": params,
+            "train_samples": samples,
+            "compute_seconds": samples / 1000,
+        }
+        attrs.update({"test_exact_match": test} if test is not None else {})
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                params=params,
+                distributions=dists,
+                value=value,
+                user_attrs=attrs,
+                intermediate_values={1: value or 0.0},
+            )
+        )
+    return study
+
+
+def test_report_shows_the_best_trial_per_base_and_its_budget(tmp_path: Path) -> None:
+    from search.report.study_report import write_report
+
+    write_report(_bases_study(), tmp_path / "r")
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    section = markdown.split("## Best trial per base\n")[1].split("\n## ")[0]
+    assert "each `base` was given the same number of search trials and pruned among its own" in section
+    # in the order of the study file's choices; the best of each base with both intervals
+    rows = [line for line in section.splitlines() if line.startswith(("| 2 |", "| 24 |", "| 32 |"))]
+    assert rows == [
+        f"| 2 | 3 | {wilson(0.02, 2000)} | {wilson(0.01, 5000)} | 2 (1 + 1) | 1 | 450k | 7.5 |",
+        f"| 24 | 0 | {wilson(0.95, 2000)} | {wilson(0.94, 5000)} | 3 (2 + 1) | 0 | 700k | 11.7 |",
+        "| 32 | - | - | - | 1 (0 + 1) | 0 | 100k | 1.7 |",
+    ]
+    by = json.loads((tmp_path / "r" / "best_trial.json").read_text())["by_stratum"]
+    assert by["param"] == "base" and [s["value"] for s in by["strata"]] == [2, 24, 32]
+    top = by["strata"][1]
+    assert top["best_trial"] == 0 and top["samples"] == 700_000 and top["trials"] == 3
+    assert top["test_exact_match_interval"] == wilson(0.94, 5000).as_dict()
+
+
+def test_report_of_an_unstratified_study_of_bases_says_so(tmp_path: Path) -> None:
+    from search.report.study_report import write_report
+
+    write_report(_bases_study(stratify=False), tmp_path / "r")
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    assert "## Best trial per base" in markdown
+    assert "the study was not stratified: the `base` values had the budgets shown" in markdown
+
+
+def test_a_real_stratified_study_records_each_bases_samples(tmp_path: Path, hpo: Any) -> None:
+    """Two real (tiny) trials, one per base: each records the training samples it saw, which the
+    report adds up per base."""
+    from search.report.study_report import write_report
+
+    cfg = _cfg(hpo, n_trials=2, base="{ choices = [16, 24] }", epochs=2, pruner='type = "none"')
+    opened = open_in(tmp_path, cfg)
+    opened.ensure_parent_run()
+    Worker(opened, log=lambda _m: None).run()
+    trials = opened.study.get_trials()
+    assert [(t.params["base"], t.state) for t in trials] == [
+        (16, TrialState.COMPLETE),
+        (24, TrialState.COMPLETE),
+    ]
+    epoch = cfg.data.train_size  # no samples_per_epoch: an epoch is a full pass
+    assert [keys.train_samples(t) for t in trials] == [2 * epoch, 2 * epoch]
+    write_report(opened.study, tmp_path / "r")
+    by = json.loads((tmp_path / "r" / "best_trial.json").read_text())["by_stratum"]
+    assert [(s["value"], s["trials"], s["samples"]) for s in by["strata"]] == [
+        (16, 1, 2 * epoch),
+        (24, 1, 2 * epoch),
+    ]
