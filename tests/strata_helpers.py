@@ -25,7 +25,10 @@ VALUE = {2: 0.1, 16: 0.6, 24: 0.9, 32: 0.8}
 
 
 def locations(folder: Path | str) -> Locations:
-    return Locations(f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db", None, None)
+    """Both stores and the artifacts in ``folder`` (not in the directory the tests run in)."""
+    return Locations(
+        f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db", f"{folder}/artifacts", None
+    )
 
 
 def open_in(folder: Path | str, cfg: StudyConfig, index: int = 0) -> OpenStudy:
