@@ -22,7 +22,7 @@ from search.spec.study_file import (
 )
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
-SHIPPED = ["quick", "base_sweep", "paper", "tiny"]
+SHIPPED = ["quick", "base_sweep", "bases", "paper", "tiny"]
 
 VALID = """\
 [study]

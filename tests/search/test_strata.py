@@ -22,13 +22,14 @@ from strata_helpers import Body, open_in, worker_process
 
 from search import keys
 from search.spec.space import suggest
-from search.spec.study_file import StudyConfig, parse_study
+from search.spec.study_file import Categorical, StudyConfig, load_study, parse_study
 from search.stats import wilson
 from search.study.leaders import claim
 from search.study.samplers import make_pruner, make_sampler
-from search.study.strata import StratifiedSampler, enqueue_stratum, stratum_of
+from search.study.strata import StratifiedPruner, StratifiedSampler, enqueue_stratum, stratum_of
 from search.study.workers import Worker
 
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STRATIFY = 'stratify = "base"'
 
 
@@ -65,6 +66,20 @@ def test_only_a_searched_categorical_can_be_stratified(
     assert code == 2
     assert_one_line_error(code, err, f"{path}: study.stratify: {problem}")
     assert not (tmp_path / "mlruns").exists()  # nothing written
+
+
+def test_bases_study_is_stratified_over_the_papers_bases() -> None:
+    cfg = load_study(STUDIES / "bases.toml")
+    sweep = load_study(STUDIES / "base_sweep.toml")
+    assert cfg.study.stratify == "base"
+    assert cfg.search.base == Categorical((2, 3, 11, 16, 24, 32))
+    assert cfg.study.n_trials % len(cfg.search.base.values) == 0  # equal trials per base, exactly
+    assert cfg.data == sweep.data  # odd n < 2^30, the same splits as the base sweep
+    assert cfg.study.pruner.type == "successive_halving" and cfg.study.pruner.unit == "samples"
+    assert {"lr", "batch_size", "weight_decay", "balance"} <= set(cfg.search.searched())
+    assert cfg.training.threads == 1  # two 1-thread workers on 2 cores
+    assert isinstance(make_pruner(cfg), StratifiedPruner)
+    assert make_sampler(cfg).inner._n_startup_trials == cfg.study.n_trials // 6 // 3  # a third of one base's
 
 
 # --- equal trials per base -------------------------------------------------------------------------
