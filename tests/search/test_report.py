@@ -238,22 +238,34 @@ def _figures_study(run_id: str | None = None) -> optuna.Study:
     return study
 
 
-def _run_with_predictions(exported_tiny: ExportedStudy, tmp_path: Path) -> tuple[str, str]:
-    """An MLflow run (in the shared store) with test_predictions.csv and per-class metrics."""
+def _new_run(exported_tiny: ExportedStudy, experiment: str) -> tuple[Any, str]:
+    """A fresh MLflow run in the shared store: (client, run id)."""
+    client = exported_tiny.store.client()
+    return client, client.create_run(client.create_experiment(experiment)).info.run_id
+
+
+def _predictions_csv(tmp_path: Path, rows: list[list[Any]]) -> Path:
+    """``rows`` as a trial's test_predictions.csv (the columns the trial writes)."""
     import csv
 
-    client = exported_tiny.store.client()
-    run_id = client.create_run(client.create_experiment(f"report-classes-{tmp_path.name}")).info.run_id
     path = tmp_path / "test_predictions.csv"
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["n", "kappa", "predicted", "correct", "k", "k_prime"])
-        n = 1
-        for (k, kp), (count, right) in CLASSES.items():
-            for i in range(count):
-                writer.writerow([n, 1, 1, int(i < right), k, kp])
-                n += 2
-    client.log_artifact(run_id, str(path))
+        writer.writerows(rows)
+    return path
+
+
+def _run_with_predictions(exported_tiny: ExportedStudy, tmp_path: Path) -> tuple[str, str]:
+    """An MLflow run (in the shared store) with test_predictions.csv and per-class metrics."""
+
+    client, run_id = _new_run(exported_tiny, f"report-classes-{tmp_path.name}")
+    rows, n = [], 1
+    for (k, kp), (count, right) in CLASSES.items():
+        for i in range(count):
+            rows.append([n, 1, 1, int(i < right), k, kp])
+            n += 2
+    client.log_artifact(run_id, str(_predictions_csv(tmp_path, rows)))
     for (k, kp), (count, right) in CLASSES.items():
         client.log_metric(run_id, f"test_exact_match_k{k}_kp{kp}", right / count)
         for epoch in (1, 2, 3):
@@ -371,7 +383,6 @@ def _wrong_answer(n: int, kind: str) -> str:
 def _taxonomy_run(exported_tiny: ExportedStudy, tmp_path: Path, predictions: bool = True) -> tuple[str, str]:
     """A run with test_predictions.csv of real inputs of each TAXONOMY class (n = 27 first, then
     odd n from 10,001 on) and per-class test metrics; without the CSV when ``predictions`` is False."""
-    import csv
 
     from core.collatz import long_step, loop_lengths
 
@@ -382,19 +393,15 @@ def _taxonomy_run(exported_tiny: ExportedStudy, tmp_path: Path, predictions: boo
         if c in inputs and len(inputs[c]) < TAXONOMY[c][0]:
             inputs[c].append(n)
         n += 2
-    client = exported_tiny.store.client()
-    run_id = client.create_run(client.create_experiment(f"report-kinds-{tmp_path.name}")).info.run_id
-    path = tmp_path / "test_predictions.csv"
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["n", "kappa", "predicted", "correct", "k", "k_prime"])
-        for (k, kp), (count, wrong) in TAXONOMY.items():
-            for i, n in enumerate(inputs[k, kp]):
-                answer = _wrong_answer(n, wrong[i]) if i < len(wrong) else str(long_step(n))
-                writer.writerow([n, long_step(n), answer, int(i >= len(wrong)), k, kp])
-            client.log_metric(run_id, f"test_exact_match_k{k}_kp{kp}", 1 - len(wrong) / count)
+    client, run_id = _new_run(exported_tiny, f"report-kinds-{tmp_path.name}")
+    rows = []
+    for (k, kp), (count, wrong) in TAXONOMY.items():
+        for i, n in enumerate(inputs[k, kp]):
+            answer = _wrong_answer(n, wrong[i]) if i < len(wrong) else str(long_step(n))
+            rows.append([n, long_step(n), answer, int(i >= len(wrong)), k, kp])
+        client.log_metric(run_id, f"test_exact_match_k{k}_kp{kp}", 1 - len(wrong) / count)
     if predictions:
-        client.log_artifact(run_id, str(path))
+        client.log_artifact(run_id, str(_predictions_csv(tmp_path, rows)))
     client.set_terminated(run_id)
     return run_id, exported_tiny.store.mlflow_url
 
