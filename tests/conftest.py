@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -20,3 +22,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
     with slurm_helpers.node_to_myself():
         return (yield)
+
+
+@pytest.fixture(autouse=True)
+def _sys_path_restored() -> Iterator[None]:
+    """Loading an exported model (``mlflow.pyfunc.load_model``) puts its ``code/`` folder first on
+    ``sys.path`` for good; a later test of the same pytest worker that spawns processes would have
+    them import that model's old copy of ``core`` and ``search``. Each test starts from the
+    worker's own path."""
+    import sys
+
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
