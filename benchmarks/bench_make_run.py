@@ -56,7 +56,7 @@ def launch(tree: Path, cwd: Path) -> dict[str, object]:
         raise SystemExit(f"{tree}: launch failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
     counts = COUNTS.findall(proc.stdout)
     complete, pruned, failed = (int(x) for x in counts[-1]) if counts else (0, 0, 0)
-    best = re.findall(r"best (\S+)", proc.stdout)
+    best = re.findall(r"best (\d[\d.]*)", proc.stdout)
     return {
         "wall_seconds": round(seconds, 1),
         "complete": complete,
