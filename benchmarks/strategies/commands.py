@@ -56,19 +56,25 @@ def replay(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from strategies.replay import RunTable
-    from strategies.report import headline, plot, plot_validation, trial_counts
+    from strategies.report import clock_ratio, headline, plot, plot_validation, trial_counts
 
     out = _out(args)
     curves = pd.read_csv(out / CURVES)
-    horizon = json.loads((out / "replay_args.json").read_text())["horizon"]
-    best = RunTable(read_table(out / "curves.csv.gz")).best_test()
+    replayed = json.loads((out / "replay_args.json").read_text())
+    table = RunTable(read_table(out / "curves.csv.gz"), replayed["clock"])
+    best = table.best_test()
     text = f"Best mean test exact match of a configuration in the table: {best:.3f}\n\n"
     text += headline(curves, best, args.budgets) + "\n" + trial_counts(pd.read_csv(out / SUMMARY))
+    if (out / REAL_CURVE).is_file():
+        ratio = clock_ratio(pd.read_csv(out / REAL_TRIALS), table, grid_config())
+        text += (
+            f"\nValidation study: its finished trials took {ratio:.2f}x the table's "
+            f"{replayed['clock']} seconds for the same configurations and epochs (wall, start to end).\n"
+        )
+        plot_validation(curves, best, pd.read_csv(out / REAL_CURVE), out / "validation.png", ratio=ratio)
     (out / "headline.md").write_text(text)
     print(text)
-    plot(curves, best, horizon, out / "strategies.png")
-    if (out / REAL_CURVE).is_file():
-        plot_validation(curves, best, pd.read_csv(out / REAL_CURVE), out / "validation.png")
+    plot(curves, best, replayed["horizon"], out / "strategies.png")
     return 0
 
 

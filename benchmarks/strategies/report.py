@@ -8,6 +8,7 @@ Regret is the table's best (the best mean test exact match of a configuration) m
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import wilcoxon  # noqa: E402
-from strategies.replay import DEFAULT, STRATEGIES  # noqa: E402
+from strategies.grid import AXES  # noqa: E402
+from strategies.replay import DEFAULT, STRATEGIES, RunTable  # noqa: E402
+
+from search.spec.study_file import StudyConfig  # noqa: E402
 
 TARGETS = (0.95, 0.99)  # of the table's best test exact match
 RANDOM = STRATEGIES[0].name
@@ -155,10 +159,24 @@ def plot(
     plt.close(fig)
 
 
+def clock_ratio(trials: pd.DataFrame, table: RunTable, cfg: StudyConfig) -> float:
+    """How much longer the real study's finished trials took (wall seconds, start to end) than the
+    table says the same configurations cost for the same epochs (its clock, e.g. CPU seconds of a
+    dedicated core): the factor between the real study's time axis and the replay's."""
+    real = cost = 0.0
+    for t in trials[trials["end"].notna()].itertuples():
+        _, run = table.lookup(cfg, {name: getattr(t, name) for name in AXES}, random.Random(0))
+        epochs = int(t.epochs)
+        real += t.end - t.start
+        cost += run.setup + sum(run.costs[:epochs]) + (run.tail if t.state == "COMPLETE" else 0.0)
+    return real / cost if cost else math.nan
+
+
 def plot_validation(
-    replays: pd.DataFrame, best: float, real: pd.DataFrame, path: Path, workers: int = 2
+    replays: pd.DataFrame, best: float, real: pd.DataFrame, path: Path, workers: int = 2, ratio: float = 1.0
 ) -> None:
-    """The default strategy's replay band (2 workers) and the real study's incumbent curve, on one plot.
+    """The default strategy's replay band (2 workers) and the real study's incumbent curve, on one plot;
+    with ``ratio`` (:func:`clock_ratio`) != 1, the real curve again with its time divided by it.
 
     One real study is one draw: it should lie inside the 5-95 % band nearly always, inside the
     inter-quartile band about half of the time.
@@ -174,6 +192,9 @@ def plot_validation(
     t = np.r_[0.0, real["time"].to_numpy(), horizon]
     v = np.r_[0.0, real["test"].to_numpy(), real["test"].to_numpy()[-1] if len(real) else 0.0]
     ax.step(t, v, where="post", color="k", lw=2, label="real study (wall seconds)")
+    if math.isfinite(ratio) and abs(ratio - 1.0) > 0.01:
+        label = f"real study, wall ÷ {ratio:.2f} (the table's clock)"
+        ax.step(t / ratio, v, where="post", color="k", lw=1.4, ls="--", label=label)
     ax.axhline(best, color="grey", lw=0.8, ls=":")
     ax.set(xlim=(0, horizon), ylim=(0, min(1.0, best * 1.08)), xlabel="seconds since the first trial started")
     ax.set_ylabel("held-out exact match of the incumbent")
