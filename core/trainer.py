@@ -132,6 +132,7 @@ class Trainer:
         total_loss = torch.zeros((), device=self.device)
         samples = 0
         num_batches = len(self.train_loader) if hasattr(self.train_loader, "__len__") else None
+        of = f"/{num_batches}" if num_batches else ""
         start = time.perf_counter()
         for batch_idx, (src, tgt) in enumerate(self.train_loader, start=1):
             src, tgt = self._to_device(src, tgt)
@@ -148,7 +149,6 @@ class Trainer:
             total_loss += loss.detach() * src.shape[0]
             samples += src.shape[0]
             self.global_step += 1
-            of = f"/{num_batches}" if num_batches else ""
             if batch_idx % self.log_interval == 0:
                 avg = float(total_loss) / samples
                 if not math.isfinite(avg):

@@ -25,7 +25,6 @@ __all__ = [
     "ClassRow",
     "ClassTable",
     "class_table",
-    "errors_by_class",
     "read_predictions",
 ]
 
@@ -118,14 +117,7 @@ def class_table(
 ) -> ClassTable | None:
     """The per-class table from the predictions, else from the run's per-class test metrics."""
     if predictions is not None:
-        rows = list(predictions)
-        counts: dict[tuple[int, int], list[int]] = {}
-        for row in rows:
-            c = counts.setdefault((int(row["k"]), int(row["k_prime"])), [0, 0])
-            c[0] += 1
-            c[1] += int(row["correct"])
-        kinds = errors_by_class(rows)
-        classes = [ClassRow(k, kp, n, right, errors=kinds[k, kp]) for (k, kp), (n, right) in counts.items()]
+        classes = _from_predictions(predictions)
         source = f"the best trial's {names.TEST_PREDICTIONS_ARTIFACT}"
     else:
         classes = _from_metrics(metrics, test_n)
@@ -138,16 +130,21 @@ def class_table(
     return ClassTable(big, small, source)
 
 
-def errors_by_class(predictions: Iterable[Mapping[str, str]]) -> dict[tuple[int, int], dict[str, int]]:
-    """Wrong answers per (k, k′) class and kind (core's ``error_kind`` of n and the predicted
-    integer, empty when undecodable), from rows of test_predictions.csv; every class present."""
-    out: dict[tuple[int, int], dict[str, int]] = {}
+def _from_predictions(predictions: Iterable[Mapping[str, str]]) -> list[ClassRow]:
+    """One row per (k, k′) class of test_predictions.csv, in one pass: inputs, right answers and the
+    wrong ones by kind (core's ``error_kind`` of n and the predicted integer, empty: undecodable)."""
+    tallies: dict[tuple[int, int], tuple[list[int], dict[str, int]]] = {}
     for row in predictions:
-        kinds = out.setdefault((int(row["k"]), int(row["k_prime"])), dict.fromkeys(ERROR_KINDS, 0))
-        if not int(row["correct"]):
+        counts, kinds = tallies.setdefault(
+            (int(row["k"]), int(row["k_prime"])), ([0, 0], dict.fromkeys(ERROR_KINDS, 0))
+        )
+        counts[0] += 1
+        if int(row["correct"]):
+            counts[1] += 1
+        else:
             predicted = row["predicted"]
             kinds[error_kind(int(row["n"]), int(predicted) if predicted else None)] += 1
-    return out
+    return [ClassRow(k, kp, n, right, errors=kinds) for (k, kp), ((n, right), kinds) in tallies.items()]
 
 
 def _from_metrics(metrics: Mapping[str, float], test_n: int | None) -> list[ClassRow]:

@@ -101,11 +101,10 @@ def markdown(name: str, strata: Sequence[Stratum], fig: Figures, stratified: boo
     for s in strata:
         best, figures = s.best, ["-", "-", "-"]
         if best is not None:
-            value, test = fig.value_interval(best), fig.test_interval(best)
-            em = keys.test_exact_match(best)
+            test, em = fig.test_interval(best), keys.test_exact_match(best)
             figures = [
                 str(best.number),
-                str(value) if value else f"{best.value:.4f}",
+                fig.value_text(best),
                 str(test) if test else ("-" if em is None else f"{em:.4f}"),
             ]
         samples = "-" if s.samples is None else readable(s.samples)

@@ -284,8 +284,7 @@ def summarize(study: optuna.Study, of: int | None = None, best: bool = True) -> 
     leader = keys.best_trial(study) if best else None
     if leader is not None:
         fig = study_figures(study)
-        value = fig.value_interval(leader)
-        line += f" | best {value if value else f'{leader.value:.4f}'} (trial {leader.number})"
+        line += f" | best {fig.value_text(leader)} (trial {leader.number})"
         test = fig.test_interval(leader)
         if test is not None:
             line += f", held-out {test}"

@@ -64,6 +64,12 @@ class Figures:
             return None
         return _interval(trial.value, self.val_n)
 
+    def value_text(self, trial: FrozenTrial) -> str:
+        """A COMPLETE trial's objective as printed: with its interval when it is an exact match,
+        else as it is (a loss)."""
+        interval = self.value_interval(trial)
+        return str(interval) if interval is not None else f"{trial.value:.4f}"
+
     def test_interval(self, trial: FrozenTrial) -> Interval | None:
         """The held-out (test) exact match with its interval."""
         return _interval(keys.test_exact_match(trial), self.test_n)
