@@ -78,9 +78,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         cfg, locations, args.workers, log=say, verbose=args.verbose, live=is_terminal(), devices=devices
     )
     c = result.counts
-    best = (
-        f"; best {result.best_value:.4f} (trial {result.best_trial})" if result.best_trial is not None else ""
-    )
+    best = f"; best {result.best_text}" if result.best_text is not None else ""
     counts = f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed"
     print(f"study '{result.study_name}': {counts}{best}")
     if result.best_params:

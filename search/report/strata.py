@@ -104,7 +104,7 @@ def markdown(name: str, strata: Sequence[Stratum], fig: Figures, stratified: boo
             test, em = fig.test_interval(best), keys.test_exact_match(best)
             figures = [
                 str(best.number),
-                fig.value_text(best),
+                fig.objective_text(best.value),
                 str(test) if test else ("-" if em is None else f"{em:.4f}"),
             ]
         samples = "-" if s.samples is None else readable(s.samples)

@@ -26,6 +26,7 @@ from search.study.leaders import confirm_summary
 from search.study.opening import OpenStudy, open_study, open_to_run, recover
 from search.study.processes import run_processes
 from search.study.progress import StudyProgress
+from search.study.table import best_text
 from search.study.workers import Worker, WorkerStats
 
 __all__ = ["LaunchResult", "default_worker_index", "join", "launch"]
@@ -38,6 +39,7 @@ class LaunchResult:
     best_value: float | None
     best_trial: int | None
     best_params: dict[str, Any] = field(default_factory=dict)
+    best_text: str | None = None  # the best value with its interval and held-out figure (``best_text``)
     interrupted: bool = False
     exit_code: int = 0
     workers: list[WorkerStats] = field(default_factory=list)
@@ -170,6 +172,7 @@ def _result(opened: OpenStudy, stats: list[WorkerStats], interrupted: bool, exit
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
         best_params=keys.trial_params(best) if best else {},
+        best_text=best_text(opened.study),
         interrupted=interrupted,
         exit_code=exit_code,
         workers=stats,

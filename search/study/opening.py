@@ -276,19 +276,13 @@ def summarize(study: optuna.Study, of: int | None = None, best: bool = True) -> 
     held-out 60.10 % (...)``: an exact-match figure carries its interval; another objective (a loss)
     is printed as it is. ``of``: the study's n_trials, shown after the counts; ``best=False``: the
     counts only (``status`` names the best trial on a line of its own)."""
-    from search.study.table import study_figures
+    from search.study.table import best_text
 
     c = keys.state_counts(study.get_trials(deepcopy=False))
     line = f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed, {c['running']} running"
     line += f" of {of}" if of is not None else ""
-    leader = keys.best_trial(study) if best else None
-    if leader is not None:
-        fig = study_figures(study)
-        line += f" | best {fig.value_text(leader)} (trial {leader.number})"
-        test = fig.test_interval(leader)
-        if test is not None:
-            line += f", held-out {test}"
-    return line
+    text = best_text(study) if best else None
+    return line + (f" | best {text}" if text else "")
 
 
 def _study_params(cfg: StudyConfig) -> dict[str, Any]:

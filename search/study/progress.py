@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,8 @@ class StudyProgress:
     counts: dict[str, int]
     maximize: bool
     best: tuple[float, int] | None = None  # (value, trial)
+    # the objective as printed (an exact match with its interval); None: bare, to 4 decimals
+    objective_text: Callable[[float], str] | None = None
     workers: int = 1
     deadline: float | None = None  # wall clock after which no trial starts
     out: Log = print
@@ -132,6 +134,7 @@ class StudyProgress:
     def of(cls, study: Any, n_trials: int, **kwargs: Any) -> StudyProgress:
         """The progress of an opened Optuna ``study`` (its counts and best trial so far)."""
         from search import keys
+        from search.study.table import study_figures
 
         best = keys.best_trial(study)
         return cls(
@@ -140,6 +143,7 @@ class StudyProgress:
             counts=keys.state_counts(study.get_trials(deepcopy=False)),
             maximize=keys.maximized(study),
             best=(best.value, best.number) if best is not None else None,
+            objective_text=study_figures(study).objective_text,
             **kwargs,
         )
 
@@ -166,9 +170,17 @@ class StudyProgress:
         """``3 of 24 done: 2 complete, 1 pruned, 0 failed, 1 running | best 0.2130 (trial 0) | ...``."""
         line = f"{self.done} of {self.n_trials} done: {self.states()}"
         if self.best is not None:
-            line += f" | best {self.best[0]:.4f} (trial {self.best[1]})"
+            line += f" | {self.best_text()}"
         left = self.left_seconds()
         return line + f" | elapsed {clock(time.time() - self.started)}, left {self._left(left)}"
+
+    def best_text(self) -> str:
+        """``best 61.70 % (58.65–64.66, n=1,000) (trial 9)``, or ``best: none yet``."""
+        if self.best is None:
+            return "best: none yet"
+        value, trial = self.best
+        shown = self.objective_text(value) if self.objective_text else f"{value:.4f}"
+        return f"best {shown} (trial {trial})"
 
     def states(self) -> str:
         """``2 complete, 1 pruned, 0 failed, 1 running``."""
@@ -260,8 +272,7 @@ class StudyProgress:
                 f"elapsed {clock(time.time() - self.started)}",
                 f"left {self._left(self.left_seconds())}",
             )
-            best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best: none yet"
-            head.add_row("", self.states(), best)
+            head.add_row("", self.states(), self.best_text())
             rows = Table(box=None, show_header=False, padding=(0, 1))
             for index, s in sorted(self.status.items()):
                 trial = f"trial {s.trial}" if s.trial is not None else "idle"

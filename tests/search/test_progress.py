@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 from search.events import TrialEvent
+from search.stats import wilson
 from search.study.progress import QueueLog, StudyProgress, relay
+from search.study.table import Figures
 
 # ``tiny_study`` (tests/search/conftest.py): studies/tiny.toml launched once through the CLI with
 # its output captured (not a terminal).
@@ -39,8 +41,11 @@ def test_launch_off_a_terminal_prints_one_line_per_event_with_counts_and_best(
         pruned += m[2] == "PRUNED"
         assert (int(m[3]), int(m[4]), int(m[5]), int(m[6])) == (complete + pruned, 4, complete, pruned)
     last = next(line for line in reversed(lines) if END.match(line))
-    assert f"best {study.best_value:.4f} (trial {study.best_trial.number})" in last
+    assert f"best {study.best_value:.4f} (trial {study.best_trial.number})" in last  # a token accuracy: bare
     assert re.search(r"elapsed \d+:\d\d, left ~0:00$", last), last
+    held_out = wilson(study.best_trial.user_attrs["test_exact_match"], 64)
+    final = f"best {study.best_value:.4f} (trial {study.best_trial.number}), held-out {held_out}"
+    assert next(line for line in reversed(lines) if line.startswith("study 'tiny': ")).endswith(final)
 
 
 def _progress(**kwargs: Any) -> tuple[StudyProgress, list[str]]:
@@ -90,6 +95,20 @@ def test_time_left_comes_from_this_launch_rate_capped_by_the_timeout() -> None:
     capped.first_start = time.time() - 30
     capped.counts["complete"] = 2
     assert 0 < (capped.left_seconds() or 99) <= 10
+
+
+def test_an_exact_match_objective_is_shown_with_its_interval() -> None:
+    """A study whose objective is exact match on 1,000 validation inputs: the best, in the lines and
+    the live display, carries its Wilson interval."""
+    from rich.console import Console
+
+    fig = Figures("val_exact_match", True, "val_exact_match", 1.0, "epochs", 1000, 2000)
+    progress, out = _progress(best=(0.3, 0), objective_text=fig.objective_text)
+    _trial(progress, 1, "COMPLETE", 0.617, worker=0)
+    assert f"| best {wilson(0.617, 1000)} (trial 1) |" in out[-1]
+    console = Console(file=io.StringIO(), force_terminal=True, width=200, record=True)
+    console.print(progress.render())
+    assert f"best {wilson(0.617, 1000)} (trial 1)" in console.export_text()
 
 
 def test_worker_process_events_arrive_through_the_queue() -> None:
