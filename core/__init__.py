@@ -12,6 +12,7 @@ from core.data import (
     sample_odd,
     split_values,
 )
+from core.ema import WeightAverage
 from core.encoding import BOS, EOS, PAD, DecodeError, MultiBaseEncoder, SequenceTooLongError
 from core.metrics import (
     ERROR_KINDS,
@@ -45,6 +46,7 @@ __all__ = [
     "StopTraining",
     "Trainer",
     "WarmupDecay",
+    "WeightAverage",
     "class_balance_weights",
     "classify_error",
     "compute_accuracy",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "load_checkpoint",
     "load_weights",
+    "resume",
     "resume_candidates",
     "save_checkpoint",
 ]
@@ -105,3 +107,20 @@ def resume_candidates(path: str | Path) -> list[Path]:
         raise CheckpointError(f"checkpoint not found: {path}")
     others = [p for p in folder.glob("*.pt") if p.is_file() and p not in first and not p.name.startswith(".")]
     return first + sorted(others, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def resume(restore: Callable[[Path], None], resume_from: str | Path, log: Callable[[str], None]) -> None:
+    """``restore`` from ``resume_from`` (a checkpoint file or a folder of them).
+
+    A truncated or corrupt checkpoint (a full disk, a process killed outside the atomic
+    write, a damaged copy) is reported by name and the newest readable one beside it is
+    used; with none readable, training starts afresh. Never a crash loop on a bad file.
+    A checkpoint of another model is still an error: that is a wrong path, not damage.
+    """
+    for path in resume_candidates(resume_from):
+        try:
+            restore(path)
+            return
+        except CheckpointError as exc:
+            log(f"{exc}: trying an earlier checkpoint")
+    log(f"no readable checkpoint at {resume_from}: training from the start")

@@ -15,7 +15,7 @@ from core.encoding import PAD
 from core.metrics import exact_match_mask
 from core.model import CollatzTransformer
 
-__all__ = ["Batch", "evaluate_loader", "token_loss"]
+__all__ = ["Batch", "evaluate_loader", "token_loss", "unsmoothed"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -23,6 +23,14 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 def token_loss(logits: torch.Tensor, targets: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
     """``criterion`` over every target token: ``[batch, length, vocab]`` logits flattened."""
     return criterion(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def unsmoothed(criterion: nn.Module) -> nn.Module:
+    """``criterion`` without label smoothing: validation and test losses stay plain cross-entropy,
+    comparable across runs whatever smoothing they trained with."""
+    if isinstance(criterion, nn.CrossEntropyLoss) and criterion.label_smoothing:
+        return nn.CrossEntropyLoss(ignore_index=criterion.ignore_index, reduction=criterion.reduction)
+    return criterion
 
 
 @torch.no_grad()

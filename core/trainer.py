@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from core.callbacks import Callback, StopTraining, call_hooks
-from core.checkpoint import CheckpointError, load_weights, resume_candidates, save_checkpoint
+from core.checkpoint import load_weights, resume, save_checkpoint
+from core.ema import WeightAverage
 from core.encoding import PAD
-from core.evaluation import Batch, evaluate_loader, token_loss
+from core.evaluation import Batch, evaluate_loader, token_loss, unsmoothed
 from core.model import CollatzTransformer
 
 __all__ = ["Callback", "StopTraining", "Trainer"]
@@ -72,9 +73,12 @@ class Trainer:
         max_grad_norm: float | None = 1.0,
         log: Callable[[str], None] | None = print,
         precision: str = "fp32",
+        ema_decay: float | None = None,
     ) -> None:
         self.device = _resolve_device(device)
         self.model = model.to(self.device)
+        # with an average of the weights, the average is what is validated, saved and exported
+        self.ema = WeightAverage(self.model, ema_decay) if ema_decay else None
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -146,6 +150,8 @@ class Trainer:
             if getattr(self.lr_scheduler, "per_step", False):
                 self.lr_scheduler.update(self.global_step, self.elapsed)
             optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             total_loss += loss.detach() * src.shape[0]
             samples += src.shape[0]
             self.global_step += 1
@@ -172,20 +178,30 @@ class Trainer:
         }
 
     def evaluate(
-        self, loader: Iterable[Batch] | None = None, criterion: nn.Module | None = None
+        self,
+        loader: Iterable[Batch] | None = None,
+        criterion: nn.Module | None = None,
+        model: nn.Module | None = None,
     ) -> dict[str, Any]:
-        """Teacher-forced loss, greedy token accuracy and exact match over ``loader`` (default: the
-        validation loader); ``correct`` holds the per-row exact-match flags in loader order."""
+        """Teacher-forced loss, greedy token accuracy and exact match of ``model`` (default:
+        ``eval_model``) over ``loader`` (default: the validation loader); ``correct`` holds the
+        per-row exact-match flags in loader order."""
         loader = self.val_loader if loader is None else loader
         if loader is None:
             raise ValueError("no validation loader to evaluate on")
         criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
-        self.model.eval()
-        return evaluate_loader(self.model, loader, criterion, self._to_device)
+        model = self.eval_model if model is None else model
+        model.eval()
+        return evaluate_loader(model, loader, criterion, self._to_device)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validated, checkpointed as ``model_state`` and exported: the average, if any."""
+        return self.ema.module if self.ema is not None else self.model
 
     # --- checkpoints ---------------------------------------------------------------------
     def checkpoint_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "model_config": self.model.config.to_dict(),
             "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict() if self.optimizer else None,
@@ -199,6 +215,9 @@ class Trainer:
             "history": {k: list(v) for k, v in self.history.items()},
             "rng_state": torch.get_rng_state(),
         }
+        if self.ema is not None:
+            payload.update(self.ema.payload(self.model))
+        return payload
 
     def save(self, name: str, kind: str) -> Path | None:
         if self.checkpoint_dir is None:
@@ -210,6 +229,8 @@ class Trainer:
 
     def _restore(self, path: str | Path) -> None:
         ckpt = load_weights(self.model, path, map_location=self.device)
+        if self.ema is not None:
+            self.ema.restore(self.model, ckpt)
         if self.optimizer is not None and ckpt.get("optimizer_state") is not None:
             self.optimizer.load_state_dict(ckpt["optimizer_state"])
         if self.lr_scheduler is not None and ckpt.get("scheduler_state") is not None:
@@ -225,22 +246,6 @@ class Trainer:
         if ckpt.get("rng_state") is not None:
             torch.set_rng_state(ckpt["rng_state"].cpu())
         self.log(f"resumed from {path} at epoch {self.epoch}")
-
-    def _resume(self, resume_from: str | Path) -> None:
-        """Restore from ``resume_from`` (a checkpoint file or a folder of them).
-
-        A truncated or corrupt checkpoint (a full disk, a process killed outside the atomic
-        write, a damaged copy) is reported by name and the newest readable one beside it is
-        used; with none readable, training starts afresh. Never a crash loop on a bad file.
-        A checkpoint of another model is still an error: that is a wrong path, not damage.
-        """
-        for path in resume_candidates(resume_from):
-            try:
-                self._restore(path)
-                return
-            except CheckpointError as exc:
-                self.log(f"{exc}: trying an earlier checkpoint")
-        self.log(f"no readable checkpoint at {resume_from}: training from the start")
 
     # --- the loop ------------------------------------------------------------------------
     def train(
@@ -275,7 +280,7 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         criterion = criterion or nn.CrossEntropyLoss(ignore_index=PAD)
         if resume_from is not None:
-            self._resume(resume_from)
+            resume(self._restore, resume_from, self.log)
         last_epoch = num_epochs if resume_from is not None else self.epoch + num_epochs
         self.stop_reason = None
         self._clock_start = time.perf_counter()
@@ -335,7 +340,10 @@ class Trainer:
         metrics = self._train_epoch(epoch, self.optimizer, criterion)
         if self.val_loader is not None:
             started = time.perf_counter()
-            val = self.evaluate(criterion=criterion)
+            val = self.evaluate(criterion=unsmoothed(criterion))
+            if self.ema is not None:  # the average's gain, measured on the same inputs each epoch
+                raw = self.evaluate(criterion=unsmoothed(criterion), model=self.model)
+                val["raw_val_exact_match"] = raw["val_exact_match"]
             val["val_time"] = time.perf_counter() - started
             self.last_val_correct = val.pop("correct")
             metrics.update(val)

@@ -157,9 +157,19 @@ PARAMETERS: dict[str, ParamSpec] = {
     "warmup": ParamSpec(float, _ALL, 0, 1, high_open=True),
     "lr_floor": ParamSpec(float, _ALL, 0, 1),
     "balance": ParamSpec(float, _ALL, 0, 1),
+    "ema_decay": ParamSpec(float, _ALL, 0, 1, high_open=True),
+    "label_smoothing": ParamSpec(float, _ALL, 0, 1, high_open=True),
 }
 #: ``[search]`` parameters that, when absent, take their value from ``[training]``.
-TRAINING_PARAMS = ("batch_size", "weight_decay", "warmup", "lr_floor", "balance")
+TRAINING_PARAMS = (
+    "batch_size",
+    "weight_decay",
+    "warmup",
+    "lr_floor",
+    "balance",
+    "ema_decay",
+    "label_smoothing",
+)
 
 
 def _scalar(spec: ParamSpec, v: Any, subkey: tuple[str | int, ...] = (), what: str = "") -> Any:

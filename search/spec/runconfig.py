@@ -111,6 +111,14 @@ class RunConfig:
         "in the store): same model settings; optimizer and schedule start fresh",
     )
     max_grad_norm: float | None = _knob(1.0, "gradient clipping norm (none: no clipping)")
+    ema_decay: float = _knob(
+        0.0,
+        "exponential moving average of the weights, its decay per step (0: off; 0.999 averages the "
+        "last ~1,000 steps): the average is what is validated, checkpointed, tested and exported",
+    )
+    label_smoothing: float = _knob(
+        0.0, "label smoothing of the training loss (validation and test losses stay plain cross-entropy)"
+    )
     time_budget: float | None = _knob(
         180.0, "training time budget in seconds (per batch; the last validation fits in it)", flag="--seconds"
     )
@@ -152,6 +160,9 @@ class RunConfig:
         self.schedule_shape()
         if not 0.0 <= self.balance <= 1.0:
             raise ValueError(f"balance must be in [0, 1], got {self.balance}")
+        for name in ("ema_decay", "label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     def schedule_shape(self) -> WarmupDecay | None:
         """The per-step schedule's shape (``warmup_*`` schedulers), else None."""

@@ -282,6 +282,8 @@ class TrainingSection(Section):
     warmup: float = _searchable("warmup")
     lr_floor: float = _searchable("lr_floor")
     balance: float = _searchable("balance")
+    ema_decay: float = _searchable("ema_decay")
+    label_smoothing: float = _searchable("label_smoothing")
     batch_size: int = _searchable("batch_size")
     eval_batch_size: int = Field(RunConfig.eval_batch_size, ge=1)
     early_stopping_patience: int | None = Field(RunConfig.early_stopping_patience, ge=1)
@@ -320,6 +322,8 @@ class SearchSpace(Section):
     warmup: ParamField | None = None
     lr_floor: ParamField | None = None
     balance: ParamField | None = None
+    ema_decay: ParamField | None = None
+    label_smoothing: ParamField | None = None
 
     def params(self) -> dict[str, Param]:
         """Every parameter that is set (the optional ones only when given)."""

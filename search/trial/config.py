@@ -47,6 +47,8 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
         "warmup": t.warmup,
         "lr_floor": t.lr_floor,
         "balance": t.balance,
+        "ema_decay": t.ema_decay,
+        "label_smoothing": t.label_smoothing,
         "max_grad_norm": t.max_grad_norm,
         "time_budget": None,
         "seed": cfg.study.seed + trial_number,

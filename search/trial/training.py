@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 
 from core import (
+    PAD,
     BatchIterator,
     Callback,
     CollatzDataset,
@@ -242,6 +243,7 @@ def execute(
     history = _fit(cfg, trainer, optimizer, scheduler, resume_from)
     train_seconds = time.perf_counter() - start
     best = Path(checkpoint_dir) / "best.pt" if checkpoint_dir is not None else None
+    model = trainer.eval_model  # the average of the weights, when there is one
     if best is not None and best.is_file():
         model.load_state_dict(load_checkpoint(best, device)["model_state"])
     start = time.perf_counter()
@@ -271,6 +273,7 @@ def _fit(
     return trainer.train(
         cfg.epochs,
         optimizer,
+        criterion=torch.nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=cfg.label_smoothing),
         lr_scheduler=scheduler,
         save_best=True,
         early_stopping_patience=cfg.early_stopping_patience,
@@ -296,4 +299,5 @@ def _trainer_options(
         "max_grad_norm": cfg.max_grad_norm,
         "log": log,
         "precision": cfg.precision,
+        "ema_decay": cfg.ema_decay or None,
     }

@@ -19,8 +19,11 @@ from search.spec.study_file import parse_study
 
 FinishedStudy = Any
 
-RECIPE_TRAINING = 'scheduler = "warmup_cosine"\nwarmup = 0.2\nlr_floor = 0.1\n'
-RECIPE_SEARCH = "balance = { low = 0.0, high = 0.5 }\nweight_decay = { choices = [0.0, 0.01] }\n"
+RECIPE_TRAINING = 'scheduler = "warmup_cosine"\nwarmup = 0.2\nlr_floor = 0.1\nlabel_smoothing = 0.1\n'
+RECIPE_SEARCH = (
+    "balance = { low = 0.0, high = 0.5 }\nweight_decay = { choices = [0.0, 0.01] }\n"
+    "ema_decay = { choices = [0.0, 0.9] }\n"
+)
 
 
 def _recipe_study(hpo: Any, name: str, final: str = "", **kwargs: Any) -> str:
@@ -62,6 +65,11 @@ def test_levers_reach_each_trial_run_config(recipe_study: tuple[Path, Any], hpo:
         assert 0.0 <= params["balance"] <= 0.5 and params["weight_decay"] in (0.0, 0.01)
         assert (run["balance"], run["weight_decay"]) == (params["balance"], params["weight_decay"])
         assert (run["scheduler"], run["warmup"], run["lr_floor"]) == ("warmup_cosine", 0.2, 0.1)
+        assert run["ema_decay"] == params["ema_decay"] in (0.0, 0.9) and run["label_smoothing"] == 0.1
+        # an averaged run also logs its trained weights' exact match, the average's gain beside it
+        logged = store.client().get_run(t.user_attrs["mlflow_run_id"]).data.metrics
+        assert ("raw_val_exact_match" in logged) == (params["ema_decay"] > 0)
+    assert {t.user_attrs["params"]["ema_decay"] for t in store.study("recipe").trials} == {0.0, 0.9}
 
 
 def test_pruner_sees_negated_val_loss_in_samples_objective_stays_exact_match(
