@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 from search.errors import CollatzHpoError
-from search.report import classes, error_kinds, strata
+from search.report import classes, error_kinds, paper, strata
 from search.report.leaders import leaders_markdown, paired_tests, replicates_markdown
 from search.stats import Interval
 from search.study.table import Figures, leaders, replicate_groups, study_figures, trials_table
@@ -81,7 +81,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     lead = leaders(study, fig)
     paired = paired_tests(lead, _correct_of(client)) if lead is not None and client is not None else []
     summary = _summary(study, fig, best, table, importances, report.notes)
-    sections = _markdown(summary, report) + _by_stratum(study, fig, summary)
+    sections = _markdown(summary, report) + _by_stratum(study, fig, summary, client)
     (out / "best_trial.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report.files.append(out / "best_trial.json")
     sections += classes.markdown(table) + error_kinds.markdown(table) if table is not None else []
@@ -93,9 +93,9 @@ def write_report(study: optuna.Study, out_dir: str | Path, tracking_uri: str | N
     return report
 
 
-def _by_stratum(study: optuna.Study, fig: Figures, summary: dict[str, Any]) -> list[str]:
+def _by_stratum(study: optuna.Study, fig: Figures, summary: dict[str, Any], client: Any) -> list[str]:
     """The best trial per value of the stratified parameter (or per base): summary.md's section,
-    and ``by_stratum`` in the summary (None: no such parameter)."""
+    and ``by_stratum`` in the summary (None: no such parameter); per base, against the paper."""
     found = strata.stratified_param(study)
     summary["by_stratum"] = None
     if found is None:
@@ -103,7 +103,27 @@ def _by_stratum(study: optuna.Study, fig: Figures, summary: dict[str, Any]) -> l
     name, stratified = found
     groups = strata.by_stratum(study, name, fig.maximize)
     summary["by_stratum"] = strata.to_json(name, groups, fig)
-    return strata.markdown(name, groups, fig, stratified)
+    lines = strata.markdown(name, groups, fig, stratified)
+    if name != "base":
+        return lines
+    rows = [row for g in groups if (row := _paper_row(g, fig, client)) is not None]
+    summary["against_paper"] = paper.to_json(rows)
+    return lines + paper.markdown(rows)
+
+
+def _paper_row(group: strata.Stratum, fig: Figures, client: Any) -> paper.BaseRow | None:
+    """A base's best trial with its held-out figures per class (from its MLflow run, if any)."""
+    test = fig.test_interval(group.best) if group.best is not None else None
+    if test is None:
+        return None
+    run_id = keys.run_id(group.best)
+    metrics = client.get_run(run_id).data.metrics if client is not None and run_id else {}
+    by_class = {
+        found: value
+        for key, value in metrics.items()
+        if (found := names.parse_class_metric(key, names.TEST_EXACT_MATCH)) is not None
+    }
+    return paper.BaseRow(int(group.value), test.estimate, test.low, test.high, by_class)
 
 
 def _correct_of(client: Any) -> Callable[[FrozenTrial], dict[str, bool] | None]:

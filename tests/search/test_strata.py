@@ -13,12 +13,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import optuna
 import pytest
 from cli_helpers import assert_one_line_error, run_main
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
-from strata_helpers import Body, open_in, worker_process
+from strata_helpers import Body, locations, open_in, worker_process
 
 from search import keys
 from search.spec.space import suggest
@@ -28,6 +29,7 @@ from search.study.leaders import claim
 from search.study.samplers import make_pruner, make_sampler
 from search.study.strata import StratifiedPruner, StratifiedSampler, enqueue_stratum, stratum_of
 from search.study.workers import Worker
+from search.tracking import names
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STRATIFY = 'stratify = "base"'
@@ -265,6 +267,12 @@ def test_report_shows_the_best_trial_per_base_and_its_budget(tmp_path: Path) -> 
     top = by["strata"][1]
     assert top["best_trial"] == 0 and top["samples"] == 700_000 and top["trials"] == 3
     assert top["test_exact_match_interval"] == wilson(0.94, 5000).as_dict()
+    # against the paper: its figure and the plateau reached; no MLflow run, so no classes
+    against = markdown.split("## Against the paper's table of bases\n")[1]
+    assert "| 24 | 94.0 % (93.3–94.6) | 99.7 % | 92 % | (no per-class figures) | 0.0 % |" in against
+    assert "| 2 | 1.0 % (0.8–1.3) | ≥ ~88 % (every even base) | below the first |" in against
+    assert "| 32 |" not in against  # no completed trial: nothing to compare
+    assert "Only even or only odd bases" in against
 
 
 def test_report_of_an_unstratified_study_of_bases_says_so(tmp_path: Path) -> None:
@@ -292,9 +300,38 @@ def test_a_real_stratified_study_records_each_bases_samples(tmp_path: Path, hpo:
     ]
     epoch = cfg.data.train_size  # no samples_per_epoch: an epoch is a full pass
     assert [keys.train_samples(t) for t in trials] == [2 * epoch, 2 * epoch]
-    write_report(opened.study, tmp_path / "r")
-    by = json.loads((tmp_path / "r" / "best_trial.json").read_text())["by_stratum"]
-    assert [(s["value"], s["trials"], s["samples"]) for s in by["strata"]] == [
+    write_report(opened.study, tmp_path / "r", locations(tmp_path).tracking_uri)
+    summary = json.loads((tmp_path / "r" / "best_trial.json").read_text())
+    assert [(s["value"], s["trials"], s["samples"]) for s in summary["by_stratum"]["strata"]] == [
         (16, 1, 2 * epoch),
         (24, 1, 2 * epoch),
     ]
+    # each base's classes come from its own run's held-out per-class metrics
+    client = mlflow.MlflowClient(locations(tmp_path).tracking_uri)
+    for row, trial in zip(summary["against_paper"], trials, strict=True):
+        logged = client.get_run(keys.run_id(trial)).data.metrics
+        learned = [[k, kp] for (k, kp) in _classes_at(logged, 0.9)]
+        assert row["base"] == trial.params["base"] and sorted(row["learned_classes"]) == learned
+
+
+def _classes_at(metrics: dict[str, float], level: float) -> list[tuple[int, int]]:
+    found = [(names.parse_class_metric(k, names.TEST_EXACT_MATCH), v) for k, v in metrics.items()]
+    return sorted(c for c, v in found if c is not None and v >= level)
+
+
+def test_plateaus_classes_and_the_even_odd_order() -> None:
+    from search.report import paper
+
+    assert paper.plateau(0.10) is None and paper.plateau(0.246) == 0.25 and paper.plateau(0.80) == 0.71
+    assert paper.plateau(0.999) == 0.997
+    row = paper.BaseRow(3, 0.40, 0.38, 0.42, {(1, 1): 0.99, (1, 2): 0.5, (2, 1): 0.95, (3, 3): 0.9})
+    assert row.learned == [(1, 1), (2, 1), (3, 3)]
+    assert row.learned_share == pytest.approx(0.25 + 0.125 + 2**-6)
+    even = paper.BaseRow(2, 0.60, 0.58, 0.62, {})
+    assert paper.ordering([even, row]).startswith("Every even base is above every odd base")
+    close = paper.BaseRow(16, 0.43, 0.41, 0.45, {})
+    mixed = paper.ordering([even, close, row])
+    assert mixed.startswith("Not every even base") and "base 16" in mixed
+    unlearned = paper.BaseRow(11, 0.0, 0.0, 0.001, {(1, 1): 0.3, (1, 2): 0.1})
+    table = "\n".join(paper.markdown([unlearned]))
+    assert "| 11 | 0.0 % (0.0–0.1) | 37 % | below the first | none (best: (1,1) 30 %) | 0.0 % |" in table
