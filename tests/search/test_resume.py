@@ -358,4 +358,4 @@ def test_killed_worker_trial_resumes_on_postgresql_and_mlflow_server(
     steps = [step for step, _, _ in _history(client, keys.run_id(retry))]
     assert steps == list(range(1, 11))
     tags = client.get_run(keys.run_id(retry)).data.tags
-    assert tags["resumed_from_run"] == keys.run_id(killed) and tags["resumed_at_epoch"] == str(at.epoch)
+    assert tags["resumed_from_run"] == keys.run_id(killed) and tags["resumed_at_epoch"] == str(resumed.epoch)
