@@ -277,6 +277,9 @@ class TrainingSection(Section):
 
     epochs: int = Field(ge=1)
     samples_per_epoch: int | None = Field(None, ge=1)  # a sample budget per epoch, not full passes
+    # a time budget per trial: training stops on time and a warmup_* schedule is planned over it
+    # (with epochs as well, whichever runs out first), so trials compare at equal wall time
+    seconds: float | None = Field(None, gt=0)
     # scheduler "warmup_cosine"/"warmup_linear": per step, planned over the trial's steps
     scheduler: Scheduler = RunConfig.scheduler
     warmup: float = _searchable("warmup")

@@ -25,7 +25,8 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
     """The frozen config of one trial: the study's data and training sections + sampled params.
 
     Every field comes from the study file (``params`` holds every ``[search]`` parameter that
-    is set); a trial has no time budget of its own: epochs and the study's timeout bound it.
+    is set); ``[training] seconds``, when given, is each trial's time budget (else epochs and
+    the study's timeout bound it).
     """
     t, d = cfg.training, cfg.data
     study_fields: dict[str, Any] = {
@@ -50,7 +51,7 @@ def run_config_for(cfg: StudyConfig, params: dict[str, Any], trial_number: int) 
         "ema_decay": t.ema_decay,
         "label_smoothing": t.label_smoothing,
         "max_grad_norm": t.max_grad_norm,
-        "time_budget": None,
+        "time_budget": t.seconds,
         "seed": cfg.study.seed + trial_number,
         "device": t.device,
         "precision": t.precision,

@@ -20,9 +20,10 @@ from search.spec.study_file import (
     load_study,
     parse_study,
 )
+from search.trial.config import run_config_for
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
-SHIPPED = ["quick", "base_sweep", "bases", "paper", "tiny"]
+SHIPPED = sorted(p.stem for p in STUDIES.glob("*.toml"))  # every study the project ships
 
 VALID = """\
 [study]
@@ -350,3 +351,13 @@ def test_missing_file(tmp_path: Path) -> None:
         load_study(path)
     assert str(info.value) == f"{path}: no such study file"
     assert info.value.key == ""
+
+
+def test_cpu_hour_long_gives_each_depth_the_hour_on_one_core() -> None:
+    # the grid's two trials, 3 and 4 layers, each with the whole time budget on one thread
+    cfg = load_study(STUDIES / "cpu_hour_long.toml")
+    assert list(cfg.search.num_layers.values) == [3, 4] and cfg.study.n_trials == 2
+    for number, layers in enumerate([3, 4]):
+        run = run_config_for(cfg, {**cfg.search.fixed(), "num_layers": layers}, number)
+        assert (run.time_budget, run.threads, run.num_layers) == (3450, 1, layers)
+        assert run.time_budget + 150 <= 3600  # start-up, data and the test evaluation fit in the hour

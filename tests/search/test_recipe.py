@@ -154,6 +154,22 @@ def test_a_study_saved_by_the_previous_version_resumes(tmp_path: Path, hpo: Any)
     assert len(store.study("old").trials) == 2
 
 
+def test_a_training_time_budget_ends_each_trial_on_time_with_its_schedule(tmp_path: Path, hpo: Any) -> None:
+    # [training] seconds: every trial stops after its budget (not after its 10,000 epochs), COMPLETE,
+    # and its warmup-cosine is planned over those seconds, so the rate has fallen by the end
+    text = hpo.study_toml("timed", n_trials=2, epochs=10_000, pruner='type = "none"', lr="3e-3")
+    text = text.replace("[training]\n", '[training]\nseconds = 2\nscheduler = "warmup_cosine"\n')
+    hpo.write_study(tmp_path, text, "timed.toml")
+    hpo.check(hpo.run_cli(["launch", "timed.toml"], tmp_path))
+    store = hpo.Store(tmp_path)
+    trials = store.study("timed").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        assert _config_json(store, t, tmp_path / str(t.number))["run"]["time_budget"] == 2
+        lrs = [m.value for m in store.client().get_metric_history(t.user_attrs["mlflow_run_id"], "lr")]
+        assert 1 <= len(lrs) < 10_000 and lrs[-1] < 0.5 * 3e-3, lrs
+
+
 # --- train --params / --from-trial -----------------------------------------------------------------------
 
 
