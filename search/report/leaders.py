@@ -66,12 +66,7 @@ def leaders_markdown(lead: Leaders | None, paired: Sequence[Paired]) -> list[str
             "lies apart from every other complete trial's interval."
         ]
     by_trial = {p.trial: p for p in paired}
-    same = [t for t, _ in lead.tied if not (t.number in by_trial and by_trial[t.number].differs)]
-    lines.append(
-        f"The data cannot name a single winner: {len(same)} trial(s) are indistinguishable from trial "
-        f"{b.number} (their {lead.figure} intervals overlap its {lead.best_interval}"
-        + (", and the paired test on the same held-out inputs finds no difference)." if paired else ").")
-    )
+    lines.append(_verdict(lead, by_trial, bool(paired)))
     lines += [
         "",
         f"| trial | {lead.figure} (95 % interval) | paired test vs. trial {b.number} |",
@@ -81,6 +76,30 @@ def leaders_markdown(lead: Leaders | None, paired: Sequence[Paired]) -> list[str
     for t, interval in lead.tied:
         lines.append(f"| {t.number} | {interval} | {_paired_cell(by_trial.get(t.number))} |")
     return lines
+
+
+def _verdict(lead: Leaders, by_trial: Mapping[int, Paired], paired: bool) -> str:
+    """Whether the best trial stands apart: the overlapping trials that the paired test does not
+    separate from it tie with it; a separated one may also be the better one on held-out inputs."""
+    b = lead.best
+    same = [t for t, _ in lead.tied if not (t.number in by_trial and by_trial[t.number].differs)]
+    if same:
+        return (
+            f"The data cannot name a single winner: {len(same)} trial(s) are indistinguishable from trial "
+            f"{b.number} (their {lead.figure} intervals overlap its {lead.best_interval}"
+            + (", and the paired test on the same held-out inputs finds no difference)." if paired else ").")
+        )
+    better = [n for n, p in by_trial.items() if p.only_other > p.only_best]
+    if better:
+        return (
+            f"The held-out inputs disagree with the {lead.figure}: the paired test finds trial(s) "
+            f"{', '.join(map(str, sorted(better)))} right more often than trial {b.number}."
+        )
+    return (
+        f"Yes, on the held-out inputs: the {lead.figure} intervals of {len(lead.tied)} trial(s) overlap "
+        f"trial {b.number}'s {lead.best_interval}, but the paired test on the same held-out inputs "
+        f"finds trial {b.number} right more often than each of them."
+    )
 
 
 def _paired_cell(p: Paired | None) -> str:

@@ -330,6 +330,32 @@ def test_plots_name_what_they_plot(
     assert "held-out 30/40" in labels[1]
 
 
+@pytest.mark.parametrize(
+    ("only_best", "only_other", "verdict"),
+    [
+        (108, 38, "Yes, on the held-out inputs: the val_exact_match intervals of 1 trial(s) overlap"),
+        (38, 108, "disagree with the val_exact_match: the paired test finds trial(s) 0 right more often"),
+        (50, 45, "The data cannot name a single winner: 1 trial(s) are indistinguishable from trial 1"),
+    ],
+)
+def test_paired_test_verdict_follows_its_direction(only_best: int, only_other: int, verdict: str) -> None:
+    # overlapping intervals, then the paired test on the held-out inputs: apart in favour of the
+    # best, apart in favour of the other, or not apart (cpu_hour_long's two trials: 108 against 38)
+    from search.report.leaders import Paired, leaders_markdown
+    from search.stats import mcnemar, wilson
+    from search.study.table import Leaders
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.969, 0.973):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    other, best = study.trials
+    lead = Leaders("val_exact_match", best, wilson(0.973, 2000), [(other, wilson(0.969, 2000))])
+    paired = Paired(0, only_best, only_other, mcnemar(only_best, only_other))
+    text = "\n".join(leaders_markdown(lead, [paired]))
+    assert verdict in text, text
+    assert ("differs" in text) == paired.differs
+
+
 def test_report_says_which_leaders_cannot_be_told_apart(tmp_path: Path) -> None:
     from search.report.study_report import write_report
     from search.stats import wilson
