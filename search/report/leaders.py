@@ -66,7 +66,7 @@ def leaders_markdown(lead: Leaders | None, paired: Sequence[Paired]) -> list[str
             "lies apart from every other complete trial's interval."
         ]
     by_trial = {p.trial: p for p in paired}
-    lines.append(_verdict(lead, by_trial, bool(paired)))
+    lines.append(_verdict(lead, by_trial))
     lines += [
         "",
         f"| trial | {lead.figure} (95 % interval) | paired test vs. trial {b.number} |",
@@ -78,16 +78,17 @@ def leaders_markdown(lead: Leaders | None, paired: Sequence[Paired]) -> list[str
     return lines
 
 
-def _verdict(lead: Leaders, by_trial: Mapping[int, Paired], paired: bool) -> str:
-    """Whether the best trial stands apart: the overlapping trials that the paired test does not
-    separate from it tie with it; a separated one may also be the better one on held-out inputs."""
+def _verdict(lead: Leaders, by_trial: Mapping[int, Paired]) -> str:
+    """Whether the best trial stands apart: the overlapping trials that the paired test (``by_trial``,
+    empty without predictions) does not separate from it tie with it; a separated one may also be
+    the better one on held-out inputs."""
     b = lead.best
     same = [t for t, _ in lead.tied if not (t.number in by_trial and by_trial[t.number].differs)]
     if same:
+        tested = ", and the paired test on the same held-out inputs finds no difference" if by_trial else ""
         return (
             f"The data cannot name a single winner: {len(same)} trial(s) are indistinguishable from trial "
-            f"{b.number} (their {lead.figure} intervals overlap its {lead.best_interval}"
-            + (", and the paired test on the same held-out inputs finds no difference)." if paired else ").")
+            f"{b.number} (their {lead.figure} intervals overlap its {lead.best_interval}{tested})."
         )
     better = [n for n, p in by_trial.items() if p.only_other > p.only_best]
     if better:
