@@ -187,6 +187,7 @@ def _summary(
         "test_exact_match": keys.test_exact_match(best),
         "test_exact_match_interval": test.as_dict() if test else None,
         "epochs": len(best.intermediate_values),
+        "train_samples": keys.train_samples(best),
         "stop_reason": keys.stop_reason(best),
         "mlflow_run_id": keys.run_id(best),
         "test_exact_match_by_class": by_class,
@@ -298,7 +299,10 @@ def _markdown(s: dict[str, Any], report: Report) -> list[str]:
     lines += [
         f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in s["params"].items()
     ]
-    lines += [f"| epochs | {s['epochs']} |", f"| MLflow run | `{s['mlflow_run_id']}` |"]
+    lines.append(f"| epochs | {s['epochs']} |")
+    if s["train_samples"] is not None:
+        lines.append(f"| training samples seen | {s['train_samples']:,} |")
+    lines.append(f"| MLflow run | `{s['mlflow_run_id']}` |")
     if s["stop_reason"]:
         lines.append(f"| stopped | {s['stop_reason']} |")
     if s["param_importances"]:

@@ -129,8 +129,9 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One dict per trial: number, state, the objective (COMPLETE only) and its interval bounds,
-    where a pruned trial stopped and its signal there, real hyperparameters, held-out exact match
-    and its bounds, duration, note."""
+    where a pruned trial stopped and its signal there, real hyperparameters, the training samples it
+    saw itself (hours on machines of different speed compare by samples), held-out exact match and
+    its bounds, duration, note."""
     fig = study_figures(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -147,6 +148,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 f"pruned_{fig.signal}": pruned[1] if pruned else None,
                 **keys.trial_params(t),
                 "epochs": len(t.intermediate_values),
+                "train_samples": keys.train_samples(t),
                 "test_exact_match": keys.test_exact_match(t),
                 "test_low": test.low if test else None,
                 "test_high": test.high if test else None,

@@ -48,6 +48,8 @@ def test_report_files_exist_and_are_not_empty(report: tuple[Path, str], exported
     assert list(table["trial"]) == [t.number for t in trials]
     assert list(table["state"]) == [t.state.name for t in trials]
     assert {"base", "d_model", "nhead", "num_layers", "lr", "test_exact_match"} <= set(table.columns)
+    # the samples each trial trained on itself, to compare runs by samples: tiny.toml's 300 a epoch
+    assert list(table["train_samples"]) == [300 * e for e in table["epochs"]]
 
 
 def test_best_trial_summary(report: tuple[Path, str], exported_tiny: ExportedStudy) -> None:
@@ -71,6 +73,8 @@ def test_best_trial_summary(report: tuple[Path, str], exported_tiny: ExportedStu
     assert all(c["low"] <= c["estimate"] <= c["high"] for c in summary["classes"])
     assert "## Is the best trial the best?" in markdown
     assert f"| held-out exact match | {100 * best.user_attrs['test_exact_match']:.2f} % (" in markdown
+    assert f"| training samples seen | {summary['train_samples']:,} |" in markdown
+    assert summary["train_samples"] == best.user_attrs["train_samples"] > 0
 
 
 def test_report_files_are_artifacts_of_the_parent_run(
