@@ -114,7 +114,8 @@ class RunConfig:
     ema_decay: float = _knob(
         0.0,
         "exponential moving average of the weights, its decay per step (0: off; 0.999 averages the "
-        "last ~1,000 steps): the average is what is validated, checkpointed, tested and exported",
+        "last ~1,000 steps, warmed up over the first ~9,000): the average is what is validated, "
+        "checkpointed, tested and exported",
     )
     label_smoothing: float = _knob(
         0.0, "label smoothing of the training loss (validation and test losses stay plain cross-entropy)"

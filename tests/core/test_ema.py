@@ -60,10 +60,30 @@ def test_average_is_the_decayed_sum_of_the_steps_first_step_copied() -> None:
             layer.weight.fill_(value)
         avg.update(layer)
         seen.append(avg.module.weight[0, 0].item())
-    # first update copies (no pull towards the initial weights); then 0.9·avg + 0.1·w
-    assert seen == pytest.approx([1.0, 0.9 * 1.0 + 0.1 * 2.0, 0.9 * 1.1 + 0.1 * 4.0])
+    # first update copies (no pull towards the initial weights); then d·avg + (1 − d)·w with the
+    # decay warmed up: d = min(0.9, (1 + t) / (10 + t)) after t updates, i.e. 2/11, then 3/12
+    second = 2 / 11 * 1.0 + 9 / 11 * 2.0
+    assert seen == pytest.approx([1.0, second, 3 / 12 * second + 9 / 12 * 4.0])
+    assert [avg.decay_after(t) for t in (1, 2, 80, 10_000)] == pytest.approx([2 / 11, 3 / 12, 0.9, 0.9])
     with pytest.raises(ValueError, match="ema decay"):
         WeightAverage(layer, decay=1.0)
+
+
+def test_early_in_a_run_the_average_follows_the_weights_not_their_start(
+    splits: tuple[CollatzDataset, CollatzDataset],
+) -> None:
+    """The decay's warmup: after one epoch of 8 steps a 0.999 average is nearer the trained weights
+    than the initial ones (without it, it stays ~the weights of the first step)."""
+    trainer = _trainer(splits, None, ema=0.999)
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=3e-3)
+    trainer.train(1, optimizer, monitor="val_exact_match", mode="max")
+    averaged, trained = trainer.ema.module.state_dict(), trainer.model.state_dict()
+
+    def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return sum(float((a[k].float() - b[k].float()).norm() ** 2) for k in a) ** 0.5
+
+    assert distance(averaged, trained) < 0.5 * distance(averaged, start)
 
 
 def test_average_is_validated_checkpointed_and_the_trained_weights_kept(
