@@ -18,8 +18,9 @@ import json
 import time
 from pathlib import Path
 
+from bench_seed_spread import budgeted, configs
+
 from core.callbacks import Callback
-from search.spec.runconfig import RunConfig
 from search.stats import wilson
 from search.trial.training import execute
 
@@ -39,14 +40,6 @@ class Curves(Callback):
         self.trained.append(metrics["raw_val_exact_match"])
 
 
-def found_config(source: Path) -> RunConfig:
-    runs = json.loads(source.read_text())["runs"]
-    run = next((r for r in runs if r["label"].startswith("found config")), None)
-    if run is None:
-        raise SystemExit(f"{source}: no run labelled 'found config'")
-    return RunConfig.from_dict(run["config"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1_000_000, help="training samples (whole epochs)")
@@ -55,15 +48,9 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=RESULTS / "cpu_hour_long/seed2/time_to_accuracy.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "ema_warmup/paired.json")
     args = parser.parse_args()
-    base = found_config(args.source)
-    per_epoch = base.samples_per_epoch or base.train_size
-    cfg = base.replace(
-        ema_decay=args.decay,
-        threads=args.threads,
-        time_budget=None,
-        epochs=max(1, round(args.samples / per_epoch)),
-        early_stopping_patience=None,
-    )
+    found = budgeted(configs(args.source)["found config"], args.samples, None)
+    cfg = found.replace(ema_decay=args.decay, threads=args.threads, early_stopping_patience=None)
+    per_epoch = cfg.samples_per_epoch or cfg.train_size
     started = time.perf_counter()
     curves = Curves()
     result = execute(cfg, checkpoint_dir=None, callbacks=[curves], log=None)
