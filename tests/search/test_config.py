@@ -361,3 +361,17 @@ def test_cpu_hour_long_gives_each_depth_the_hour_on_one_core() -> None:
         run = run_config_for(cfg, {**cfg.search.fixed(), "num_layers": layers}, number)
         assert (run.time_budget, run.threads, run.num_layers) == (3450, 1, layers)
         assert run.time_budget + 150 <= 3600  # start-up, data and the test evaluation fit in the hour
+
+
+def test_hour_balance_is_cpu_hour_long_with_the_balance_as_its_only_difference() -> None:
+    # benchmarks/hour_balance.toml measures one lever: every other setting is cpu_hour_long's
+    long = load_study(STUDIES / "cpu_hour_long.toml")
+    lever = load_study(STUDIES.parent / "benchmarks" / "hour_balance.toml")
+    assert lever.search.searched() == {"balance": Categorical((0.27, 0.5))}
+    assert lever.study.n_trials == 2 and lever.study.sampler == long.study.sampler == "grid"
+    assert lever.data == long.data
+    assert lever.training.model_copy(update={"balance": long.training.balance}) == long.training
+    for balance in (0.27, 0.5):
+        got = run_config_for(lever, {**lever.search.fixed(), "balance": balance}, 0)
+        want = run_config_for(long, {**long.search.fixed(), "num_layers": 3}, 0)
+        assert got == dataclasses.replace(want, balance=balance)
