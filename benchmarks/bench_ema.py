@@ -18,13 +18,11 @@ import json
 import time
 from pathlib import Path
 
-from bench_seed_spread import budgeted, configs
+from bench_seed_spread import RESULTS, budgeted, configs, epoch_samples
 
 from core.callbacks import Callback
 from search.stats import wilson
 from search.trial.training import execute
-
-RESULTS = Path(__file__).parent / "results"
 
 
 class Curves(Callback):
@@ -50,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     found = budgeted(configs(args.source)["found config"], args.samples, None)
     cfg = found.replace(ema_decay=args.decay, threads=args.threads, early_stopping_patience=None)
-    per_epoch = cfg.samples_per_epoch or cfg.train_size
+    per_epoch = epoch_samples(cfg)
     started = time.perf_counter()
     curves = Curves()
     result = execute(cfg, checkpoint_dir=None, callbacks=[curves], log=None)

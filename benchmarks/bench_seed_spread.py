@@ -45,12 +45,16 @@ def configs(source: Path) -> dict[str, RunConfig]:
     return found
 
 
+def epoch_samples(cfg: RunConfig) -> int:
+    """Training samples in one of ``cfg``'s epochs (no ``samples_per_epoch``: a full pass)."""
+    return cfg.samples_per_epoch or cfg.train_size
+
+
 def budgeted(cfg: RunConfig, samples: int | None, seconds: float | None) -> RunConfig:
     """``cfg`` trained for ``samples`` training samples (whole epochs) or ``seconds`` of training."""
     if samples is None:
         return cfg.replace(time_budget=seconds)
-    per_epoch = cfg.samples_per_epoch or cfg.train_size
-    return cfg.replace(time_budget=None, epochs=max(1, round(samples / per_epoch)))
+    return cfg.replace(time_budget=None, epochs=max(1, round(samples / epoch_samples(cfg))))
 
 
 def train_one(job: tuple[str, dict[str, Any], int]) -> dict[str, Any]:

@@ -371,7 +371,7 @@ def test_hour_balance_is_cpu_hour_long_with_the_balance_as_its_only_difference()
     assert lever.study.n_trials == 2 and lever.study.sampler == long.study.sampler == "grid"
     assert lever.data == long.data
     assert lever.training.model_copy(update={"balance": long.training.balance}) == long.training
+    want = run_config_for(long, {**long.search.fixed(), "num_layers": 3}, 0)  # its 3-layer trial 0
     for balance in (0.27, 0.5):
         got = run_config_for(lever, {**lever.search.fixed(), "balance": balance}, 0)
-        want = run_config_for(long, {**long.search.fixed(), "num_layers": 3}, 0)
         assert got == dataclasses.replace(want, balance=balance)
